@@ -1,0 +1,30 @@
+# Two commands on a fresh machine: `make train` (the main job) and `make test` (the test suite).
+# Both bootstrap first: headless GL libraries, .venv, the package with its extras (scripts/bootstrap.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup train test test-slow lint bench-envs clean
+
+setup:
+	@VENV=$(VENV) scripts/bootstrap.sh
+
+# Main job (for now): collect a small random-policy cartpole dataset and print its statistics.
+train: setup
+	$(VENV)/bin/aime collect --env cartpole-swingup --episodes 10 --policy random --out data/cartpole-swingup-random.h5
+
+test: setup
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -n 2 --durations=20 $(PYTEST_ARGS)
+
+test-slow: setup
+	$(PY) -m pytest -m slow --durations=20 $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+bench-envs: setup
+	$(PY) benchmarks/env_throughput.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -1,0 +1,105 @@
+"""The ``aime`` console script.
+
+Subcommands: ``envs`` (list DMC tasks), ``collect`` (roll out a policy into an HDF5 dataset).
+Heavy imports happen inside each subcommand so ``aime --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_envs(args: argparse.Namespace) -> int:
+    import envs
+
+    tasks = [(d, t) for d, t in envs.all_tasks() if args.domain in (None, d)]
+    if not tasks:
+        import difflib
+
+        domains = sorted({d for d, _ in envs.all_tasks()})
+        close = difflib.get_close_matches(args.domain, domains, n=3, cutoff=0.5) or domains
+        raise ValueError(f"unknown domain {args.domain!r}; closest valid domains: {', '.join(close)}")
+    for domain, task in tasks:
+        print(f"{envs.env_id(domain, task):<40} {domain}-{task}")
+    print(f"{len(tasks)} tasks", file=sys.stderr)
+    return 0
+
+
+def _cmd_collect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    import envs
+    from envs.collect import collect, random_policy
+    from envs.dataset import EpisodeDataset
+
+    env = envs.make(
+        args.env,
+        image_size=args.image_size,
+        action_repeat=args.action_repeat,
+        render_quality=args.render_quality,
+        seed=args.seed,
+    )
+    policy = random_policy(env.action_space, seed=args.seed)
+    domain, task = envs.parse_task(args.env)
+    collect(
+        env,
+        policy,
+        args.episodes,
+        args.out,
+        seed=args.seed,
+        progress=not args.quiet,
+        env_id=envs.env_id(domain, task),
+        action_repeat=args.action_repeat,
+        image_size=args.image_size,
+        render_quality=args.render_quality,
+        policy_name=args.policy,
+    )
+    env.close()
+    data = EpisodeDataset(args.out)  # read back: the statistics describe what is on disk
+    returns = np.array([ep["reward"].sum() for ep in data.episodes()])
+    size_mb = data.path.stat().st_size / 2**20
+    print(
+        f"wrote {data.path} ({size_mb:.1f} MB): {len(data)} episodes, {data.num_steps} rows "
+        f"({int((data.lengths - 1).sum()) * args.action_repeat} env steps)"
+    )
+    print(
+        f"episode return: mean {returns.mean():.1f}  std {returns.std():.1f}  "
+        f"min {returns.min():.1f}  max {returns.max():.1f}"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aime", description="AIME world-model agent for visual RL.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("envs", help="list the DeepMind Control tasks (registered as dmc/<domain>-<task>-v0)")
+    p.add_argument("--domain", help="only this domain")
+    p.set_defaults(func=_cmd_envs)
+
+    p = sub.add_parser("collect", help="collect episodes into an HDF5 dataset")
+    p.add_argument("--env", default="cartpole-swingup", help="DMC task, e.g. cartpole-swingup")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--policy", choices=["random"], default="random")
+    p.add_argument("--out", default="data/cartpole-swingup-random.h5")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--action-repeat", type=int, default=2)
+    p.add_argument("--image-size", type=int, default=64)
+    p.add_argument("--render-quality", choices=["paper", "fast"], default="paper")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_collect)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as err:  # bad input: a clear message, no traceback
+        print(f"aime {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
