@@ -1,7 +1,7 @@
 """Headless OpenGL backend selection for MuJoCo, and the triton/Mesa guard.
 
-dm_control reads ``MUJOCO_GL`` exactly once, when it is first imported, so this module must run
-before anything imports ``dm_control`` or ``shimmy`` (``envs/__init__.py`` imports it first).
+dm_control reads ``MUJOCO_GL`` exactly once, when it is first imported, so :func:`prepare` must run
+before anything imports ``dm_control`` or ``shimmy`` (``envs/__init__.py`` calls it first).
 
 * ``MUJOCO_GL`` set by the user is honoured as it is.
 * Otherwise EGL is probed (a headless EGL display on one of the devices, as dm_control opens it),
@@ -9,10 +9,12 @@ before anything imports ``dm_control`` or ``shimmy`` (``envs/__init__.py`` impor
   ``PYOPENGL_PLATFORM``). If neither works, nothing is set and :func:`ensure_rendering` raises an
   error naming the missing libraries and the apt line that installs them.
 
-Segfault trap (DESIGN.md §4): with the CUDA build of torch, importing ``triton`` after a Mesa GL
-context exists kills the process (triton's LLVM clashes with Mesa's llvmpipe). torch imports triton
-lazily through ``torch._dynamo`` (e.g. at the first Adam construction), so :func:`ensure_rendering`
-imports ``torch._dynamo`` before the first context whenever triton is installed.
+Segfault trap (DESIGN.md §4): with the CUDA build of torch, importing ``triton`` after Mesa's EGL
+or OSMesa is initialised kills the process (triton's LLVM clashes with Mesa's llvmpipe). torch imports
+triton lazily through ``torch._dynamo`` (e.g. at the first Adam construction). dm_control initialises
+its EGL display when it is *imported*, and the EGL probe below initialises one too, so :func:`prepare`
+imports ``torch._dynamo`` (and with it triton) before either whenever triton is installed. Measured
+with torch 2.14.1 + triton 3.8.0: without this, rendering then building SB3 SAC dies with SIGSEGV.
 """
 
 from __future__ import annotations
@@ -88,15 +90,22 @@ def select_backend() -> str | None:
     return None
 
 
-_guarded = False
+def preload_triton() -> bool:
+    """Import ``torch._dynamo`` (which imports triton) if triton is installed; True if it did."""
+    if importlib.util.find_spec("triton") is None or importlib.util.find_spec("torch") is None:
+        return False
+    import torch._dynamo  # noqa: F401  (loads triton's LLVM before Mesa's)
+
+    return True
+
+
+def prepare() -> str | None:
+    """Run once before dm_control is first imported: the triton guard, then the backend choice."""
+    preload_triton()
+    return select_backend()
 
 
 def ensure_rendering() -> None:
-    """Call before the first GL context: raise if no backend works; pre-import triton's loader (see module doc)."""
-    global _guarded
+    """Raise a clear error (missing libraries, apt line) if no headless GL backend was found."""
     if _selection_error is not None and not os.environ.get("MUJOCO_GL"):
         raise RuntimeError(_selection_error)
-    if not _guarded:
-        _guarded = True
-        if importlib.util.find_spec("triton") is not None and importlib.util.find_spec("torch") is not None:
-            import torch._dynamo  # noqa: F401  (loads triton before Mesa's LLVM is in the process)
