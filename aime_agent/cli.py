@@ -1,6 +1,7 @@
 """The ``aime`` console script.
 
-Subcommands: ``envs`` (list DMC tasks), ``collect`` (roll out a policy into an HDF5 dataset).
+Subcommands: ``envs`` (list DMC tasks), ``collect`` (roll out a policy into an HDF5 dataset),
+``pretrain`` (train the world model offline on a dataset).
 Heavy imports happen inside each subcommand so ``aime --help`` stays instant.
 """
 
@@ -70,6 +71,39 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_overrides(pairs: list[str]) -> dict:
+    """``["deter=64", "train.lr=1e-4"]`` → {"deter": 64, "train.lr": 0.0001} (values parsed as Python literals)."""
+    import ast
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        try:
+            out[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            out[key] = value
+    return out
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from aime_agent.config import preset
+    from aime_agent.pretrain import Pretrainer, PretrainSettings
+
+    config = preset(args.preset, **_parse_overrides(args.set))
+    settings = PretrainSettings(steps=args.steps, seed=args.seed, device=args.device)
+    trainer = Pretrainer(args.data, config, args.logdir, settings)
+    if trainer.step:
+        print(f"resuming {trainer.ckpt_path} at update {trainer.step}")
+    metrics = trainer.run(progress=not args.quiet)
+    print(
+        f"{trainer.step} updates; checkpoint {trainer.ckpt_path}; "
+        + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k in ("wm_loss", "recon_mse", "kl", "reward"))
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aime", description="AIME world-model agent for visual RL.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,14 +123,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-quality", choices=["paper", "fast"], default="paper")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_collect)
+
+    p = sub.add_parser("pretrain", help="train the world model offline on an HDF5 dataset")
+    p.add_argument("--data", required=True, help="HDF5 dataset from `aime collect`")
+    p.add_argument("--preset", default="small", help="tiny | small | medium | large")
+    p.add_argument("--steps", type=int, default=1000, help="total updates (a resumed run continues to this count)")
+    p.add_argument("--logdir", default="runs/pretrain", help="TensorBoard logs and checkpoint.pt")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_pretrain)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    from aime_agent.checkpoint import CheckpointError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except ValueError as err:  # bad input: a clear message, no traceback
+    except (ValueError, OSError, CheckpointError) as err:  # bad input: a clear message, no traceback
         print(f"aime {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,173 @@
+"""Configuration: dataclasses with named presets, every size, loss weight and learning rate in one place.
+
+Presets (``preset(name, **overrides)``):
+
+* ``tiny``   — unit tests: well under a second per update on a CPU core.
+* ``small``  — trains on 2 CPU cores: 16×16 sequences (256 images) per update, conv depth 16.
+* ``medium`` — a bigger CPU / small GPU model.
+* ``large``  — GPU: DreamerV3-like widths, 16×64 sequences.
+
+Overrides use field names of the nested dataclasses, dotted or plain when unambiguous:
+``preset("small", deter=256, **{"train.lr": 1e-4})``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    """World-model architecture (DESIGN.md §2)."""
+
+    image_size: int = 64
+    cnn_depth: int = 16  # channels of the first conv stage; doubles per stage (64→32→16→8→4)
+    res_blocks: int = 1  # bottleneck residual cells per stage from 16×16 down (NVAE-style, Vahdat & Kautz 2020)
+    deter: int = 128  # h: recurrent state size
+    stoch: int = 16  # z: stochastic latent size
+    hidden: int = 128  # MLP width (posterior, prior, heads, cell input)
+    cell: str = "lstm"  # recurrence: "lstm" (LayerNorm LSTM) | "gru" (LayerNorm GRU)
+    prior: str = "gaussian"  # p(z|h): "gaussian"
+    min_std: float = 0.1  # floor of posterior / prior standard deviations
+    reward_bins: int = 255  # symlog two-hot bins of the reward head (DreamerV3)
+    reward_head_layers: int = 1
+    cont_head_layers: int = 1
+
+
+@dataclass
+class LossConfig:
+    """Loss weights and KL settings (DreamerV3: dyn 0.5, rep 0.1, free bits 1 nat on the batch mean)."""
+
+    recon: float = 1.0
+    reward: float = 1.0
+    cont: float = 1.0
+    kl_dyn: float = 0.5  # weight of KL(sg(q) ‖ p): trains the prior
+    kl_rep: float = 0.1  # weight of KL(q ‖ sg(p)): trains the posterior
+    free_nats: float = 1.0  # free bits, applied to the batch-mean KL (never per sample)
+    kl_estimator: str = "exact"  # "exact" (closed form where the prior has one) | "sample" (Monte Carlo)
+
+
+@dataclass
+class TrainConfig:
+    """World-model optimisation."""
+
+    batch_size: int = 16
+    batch_length: int = 16
+    lr: float = 3e-4
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    grad_clip: float = 100.0
+    autocast_bf16: bool = False  # bf16 autocast on the conv stacks (CPU and CUDA)
+    channels_last: bool = False
+
+
+@dataclass
+class AIMEConfig:
+    """Everything that defines an AIME model and its training."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    preset: str = "small"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AIMEConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown config sections {sorted(unknown)}; expected {sorted(known)}")
+        parts = {}
+        for f in dataclasses.fields(cls):
+            if f.name not in data:
+                continue
+            if f.name == "preset":
+                parts[f.name] = data[f.name]
+            else:
+                sub = f.default_factory  # type: ignore[misc]
+                parts[f.name] = _build(sub, data[f.name], f.name)
+        return cls(**parts)
+
+    def override(self, **overrides: Any) -> AIMEConfig:
+        """A copy with fields replaced: ``deter=64`` or ``**{"train.lr": 1e-4}``."""
+        data = self.to_dict()
+        for key, value in overrides.items():
+            section, name = _locate(data, key)
+            current = data[section][name]
+            if (
+                current is not None
+                and not isinstance(value, type(current))
+                and not (isinstance(current, float) and isinstance(value, int))
+            ):
+                raise TypeError(f"config field {section}.{name} is {type(current).__name__}, got {value!r}")
+            data[section][name] = float(value) if isinstance(current, float) else value
+        return AIMEConfig.from_dict(data)
+
+
+def _build(cls, values: dict[str, Any], section: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown fields {sorted(unknown)} in config section {section!r}")
+    return cls(**values)
+
+
+def _locate(data: dict[str, Any], key: str) -> tuple[str, str]:
+    if "." in key:
+        section, name = key.split(".", 1)
+        if section in data and isinstance(data[section], dict) and name in data[section]:
+            return section, name
+        raise ValueError(f"unknown config field {key!r}")
+    owners = [s for s, v in data.items() if isinstance(v, dict) and key in v]
+    if len(owners) != 1:
+        fields = sorted(f"{s}.{n}" for s, v in data.items() if isinstance(v, dict) for n in v)
+        why = "ambiguous; write it as section.field" if owners else "unknown"
+        raise ValueError(f"config field {key!r} is {why}. Fields: {', '.join(fields)}")
+    return owners[0], key
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {
+        "model.cnn_depth": 8,
+        "model.res_blocks": 0,
+        "model.deter": 32,
+        "model.stoch": 8,
+        "model.hidden": 32,
+        "model.reward_bins": 31,
+        "train.batch_size": 2,
+        "train.batch_length": 8,
+        "train.lr": 1e-3,
+    },
+    "small": {},
+    "medium": {
+        "model.cnn_depth": 32,
+        "model.deter": 256,
+        "model.stoch": 32,
+        "model.hidden": 256,
+        "train.batch_size": 16,
+        "train.batch_length": 32,
+    },
+    "large": {
+        "model.cnn_depth": 48,
+        "model.res_blocks": 2,
+        "model.deter": 512,
+        "model.stoch": 32,
+        "model.hidden": 512,
+        "train.batch_size": 16,
+        "train.batch_length": 64,
+        "train.lr": 1e-4,
+        "train.autocast_bf16": True,
+    },
+}
+
+
+def preset(name: str = "small", **overrides: Any) -> AIMEConfig:
+    """The named preset with ``overrides`` applied (see the module docstring)."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    config = AIMEConfig(preset=name).override(**PRESETS[name])
+    return config.override(**overrides) if overrides else config

@@ -1,0 +1,7 @@
+"""WorldModel: observe() (posterior rollout), imagine() (prior rollout), loss() (named terms)."""
+
+from aime_agent.world_model.batch import preprocess
+from aime_agent.world_model.losses import balanced_kl
+from aime_agent.world_model.world_model import LatentState, WorldModel
+
+__all__ = ["LatentState", "WorldModel", "balanced_kl", "preprocess"]

@@ -1,0 +1,199 @@
+"""The AIME world model (core): encoder, recurrent state, prior, posterior, decoder and heads.
+
+Generative model (RSSM form, PlaNet/Dreamer; DESIGN.md §2), for row t of the batch schema:
+
+    h_t = f(h_{t−1}, z_{t−1}, a_t)          a_t = the action that produced o_t; reset where is_first
+    z_t ~ p(z_t | h_t)                       prior (reads h only, so imagination needs no frames)
+    z_t ~ q(z_t | h_t, e_t),  e_t = Enc(x_t) posterior (the only place frames enter)
+    x_t ~ N(Dec(h_t, z_t), I);  r_t ~ TwoHot(h_t, z_t);  c_t ~ Bernoulli(h_t, z_t)
+
+Loss per row: −log p(x_t|·) + 0.5·L_dyn + 0.1·L_rep − log p(r_t|·) − log p(c_t|·) (``losses.py``).
+
+Shapes: B batch, T time, N = B·T or an imagination batch, S image side, A actions,
+H = deter, Z = stoch, F = H + Z, E = embed dim, R = the cell's state size (2H for the LSTM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from aime_agent.config import AIMEConfig
+from aime_agent.encoder_decoder import ContinueHead, ConvDecoder, ConvEncoder, RewardHead
+from aime_agent.generative_prior import DiagGaussian, GaussianHead, make_prior
+from aime_agent.temporal_dynamics import make_cell
+from aime_agent.world_model.batch import preprocess
+from aime_agent.world_model.losses import balanced_kl
+
+
+class LatentState(NamedTuple):
+    """rnn (N, R): the recurrent cell's whole state; stoch (N, Z): the latent z."""
+
+    rnn: Tensor
+    stoch: Tensor
+
+    def detach(self) -> LatentState:
+        return LatentState(self.rnn.detach(), self.stoch.detach())
+
+
+class WorldModel(nn.Module):
+    def __init__(self, config: AIMEConfig, action_dim: int):
+        super().__init__()
+        m = config.model
+        self.config, self.action_dim = config, action_dim
+        self.encoder = ConvEncoder(m.cnn_depth, m.res_blocks, m.image_size)
+        self.cell_input = nn.Sequential(nn.Linear(m.stoch + action_dim, m.hidden), nn.LayerNorm(m.hidden), nn.SiLU())
+        self.cell = make_cell(m.cell, m.hidden, m.deter)
+        self.prior = make_prior(m.prior, m.deter, m.stoch, m.hidden, m.min_std)
+        self.posterior = GaussianHead(m.deter + self.encoder.embed_dim, m.stoch, m.hidden, m.min_std)
+        self.feat_dim = m.deter + m.stoch
+        self.decoder = ConvDecoder(self.feat_dim, m.cnn_depth, m.res_blocks, m.image_size)
+        self.reward_head = RewardHead(self.feat_dim, m.hidden, m.reward_head_layers, m.reward_bins)
+        self.cont_head = ContinueHead(self.feat_dim, m.hidden, m.cont_head_layers)
+        if config.train.channels_last:
+            self.encoder.to(memory_format=torch.channels_last)
+            self.decoder.to(memory_format=torch.channels_last)
+
+    # -- helpers ---------------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.cell.init_state.device
+
+    def _autocast(self):
+        if not self.config.train.autocast_bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
+
+    def preprocess(self, batch: Mapping) -> dict[str, Tensor]:
+        return preprocess(batch, self.action_dim, self.config.model.image_size, self.device)
+
+    def feat(self, state: LatentState) -> Tensor:
+        """[h, z]: (..., F)."""
+        return torch.cat([self.cell.deter(state.rnn), state.stoch], dim=-1)
+
+    def initial(self, n: int) -> LatentState:
+        """The learned initial recurrent state and z = 0, for ``n`` sequences."""
+        return LatentState(self.cell.initial(n), torch.zeros(n, self.config.model.stoch, device=self.device))
+
+    def embed(self, image: Tensor) -> Tensor:
+        """(B, T, 3, S, S) → (B, T, E)."""
+        b, t = image.shape[:2]
+        x = image.flatten(0, 1)
+        if self.config.train.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self._autocast():
+            e = self.encoder(x)
+        return e.float().view(b, t, -1)
+
+    def decode(self, feat: Tensor) -> Tensor:
+        """(..., F) → image mean (..., 3, S, S)."""
+        lead = feat.shape[:-1]
+        with self._autocast():
+            x = self.decoder(feat.flatten(0, -2))
+        return x.float().view(*lead, *x.shape[1:])
+
+    # -- one step --------------------------------------------------------------------------------
+    def img_step(self, state: LatentState, action: Tensor, is_first: Tensor | None = None):
+        """h_t = f(h_{t−1}, z_{t−1}, a_t) and the prior p(z_t | h_t). Returns (rnn (N, R), prior)."""
+        rnn, stoch = state
+        if is_first is not None:  # episode start: learned initial state, z = 0 (a_t is zero there too)
+            rnn = self.cell.reset(rnn, is_first)
+            stoch = torch.where(is_first.unsqueeze(-1), 0.0, stoch)
+        rnn = self.cell(self.cell_input(torch.cat([stoch, action], -1)), rnn)
+        return rnn, self.prior(self.cell.deter(rnn))
+
+    # -- rollouts --------------------------------------------------------------------------------
+    def observe(self, inputs: Mapping[str, Tensor], state: LatentState | None = None) -> dict:
+        """Posterior rollout over preprocessed ``inputs`` (``preprocess``). Returns (B, T, ...) tensors:
+
+        rnn (B,T,R), deter (B,T,H), stoch z~q (B,T,Z), feat (B,T,F), embed (B,T,E),
+        post_mean / post_std (B,T,Z), and ``post`` / ``prior`` distributions over N = B·T rows.
+        """
+        image, action, is_first = inputs["image"], inputs["action"], inputs["is_first"]
+        b, t = image.shape[:2]
+        embed = self.embed(image)
+        state = self.initial(b) if state is None else state
+        rnns, stochs, means, stds = [], [], [], []
+        for i in range(t):
+            rnn, _ = self.img_step(state, action[:, i], is_first[:, i])
+            post = self.posterior(torch.cat([self.cell.deter(rnn), embed[:, i]], -1))
+            state = LatentState(rnn, post.rsample())
+            rnns.append(rnn)
+            stochs.append(state.stoch)
+            means.append(post.mean)
+            stds.append(post.std)
+        rnn, stoch = torch.stack(rnns, 1), torch.stack(stochs, 1)
+        deter = self.cell.deter(rnn)
+        post_mean, post_std = torch.stack(means, 1), torch.stack(stds, 1)
+        return {
+            "rnn": rnn, "deter": deter, "stoch": stoch, "feat": torch.cat([deter, stoch], -1), "embed": embed,
+            "post_mean": post_mean, "post_std": post_std,
+            "post": DiagGaussian(post_mean.flatten(0, 1), post_std.flatten(0, 1)),
+            "prior": self.prior(deter.flatten(0, 1)),
+            "last": state,
+        }  # fmt: skip
+
+    def imagine(self, start: LatentState, policy: Callable[[Tensor], Tensor], horizon: int) -> dict:
+        """Prior rollout from ``start`` (N rows): reads no frame-derived quantity.
+
+        For k = 0..horizon−1: a_k = policy(feat_k); h_{k+1} = f(h_k, z_k, a_k); z_{k+1} ~ p(z | h_{k+1}).
+        Returns feat (horizon+1, N, F), action (horizon, N, A), rnn (horizon+1, N, R), stoch (horizon+1, N, Z).
+        """
+        state = start
+        feats, actions, rnns, stochs = [self.feat(state)], [], [state.rnn], [state.stoch]
+        for _ in range(horizon):
+            action = policy(feats[-1])
+            rnn, prior = self.img_step(state, action)
+            state = LatentState(rnn, prior.rsample())
+            feats.append(self.feat(state))
+            actions.append(action)
+            rnns.append(rnn)
+            stochs.append(state.stoch)
+        return {"feat": torch.stack(feats), "action": torch.stack(actions), "rnn": torch.stack(rnns),
+                "stoch": torch.stack(stochs)}  # fmt: skip
+
+    @torch.no_grad()
+    def open_loop(self, batch: Mapping, context: int) -> tuple[Tensor, Tensor]:
+        """Observe ``context`` frames, then predict the rest of the window from the recorded actions with
+        the prior mean. Returns (predicted, true) images in [0, 1], (B, T, 3, S, S); rows < context are
+        reconstructions."""
+        inputs = self.preprocess(batch)
+        t = inputs["image"].shape[1]
+        ctx = {k: v[:, :context] for k, v in inputs.items()}
+        out = self.observe(ctx)
+        feats, state = [out["feat"]], out["last"]
+        for i in range(context, t):
+            rnn, prior = self.img_step(state, inputs["action"][:, i])
+            state = LatentState(rnn, prior.mean)
+            feats.append(self.feat(state).unsqueeze(1))
+        pred = self.decode(torch.cat(feats, 1)) + 0.5
+        return pred.clamp(0, 1), inputs["image"] + 0.5
+
+    # -- loss ------------------------------------------------------------------------------------
+    def loss(self, batch: Mapping) -> tuple[Tensor, dict[str, float], dict]:
+        """World-model loss on a batch in the schema. Returns (total, named scalar terms, rollout)."""
+        cfg = self.config.loss
+        inputs = self.preprocess(batch)
+        out = self.observe(inputs)
+        feat = out["feat"]
+        recon_mean = self.decode(feat)
+        image = inputs["image"]
+        recon_nll = -ConvDecoder.log_prob(image.flatten(0, 1), recon_mean.flatten(0, 1)).mean()
+        dyn, rep, kl_value = balanced_kl(out["post"], out["prior"], out["stoch"].flatten(0, 1), cfg.free_nats,
+                                         cfg.kl_estimator)  # fmt: skip
+        reward = self.reward_head.loss(feat, inputs["reward"]).mean()
+        cont = self.cont_head.loss(feat, inputs["cont"]).mean()
+        total = cfg.recon * recon_nll + cfg.kl_dyn * dyn + cfg.kl_rep * rep + cfg.reward * reward + cfg.cont * cont
+        metrics = {
+            "wm_loss": total.item(), "recon": recon_nll.item(),
+            "recon_mse": (recon_mean.detach() - image).pow(2).mean().item(),
+            "kl": kl_value.item(), "kl_dyn_loss": dyn.item(), "kl_rep_loss": rep.item(),
+            "reward": reward.item(), "cont": cont.item(),
+            "post_std": out["post_std"].mean().item(), **self.prior.stats(out["prior"]),
+        }  # fmt: skip
+        out["recon_mean"] = recon_mean
+        return total, metrics, out

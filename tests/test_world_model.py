@@ -1,0 +1,183 @@
+"""World-model core: known answers (exact ELBO, KL balancing), causality, resets, imagination, learning."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aime_agent.config import preset
+from aime_agent.distributions import gaussian_log_prob
+from aime_agent.generative_prior import DiagGaussian, kl
+from aime_agent.world_model import LatentState, WorldModel, balanced_kl
+
+
+def tiny_model(seed=0, **overrides):
+    torch.manual_seed(seed)
+    return WorldModel(preset("tiny", **overrides), action_dim=1)
+
+
+def test_exact_posterior_gives_elbo_equal_to_log_evidence_on_every_sample():
+    """Linear-Gaussian toy: p(z) = N(0, I), p(x|z) = N(w⊙z, s²I) ⇒ p(x) = N(0, w² + s²)."""
+    torch.manual_seed(0)
+    w, s = torch.tensor([1.5, -0.7, 2.0], dtype=torch.float64), 0.8
+    x = torch.randn(6, 3, dtype=torch.float64) * 2
+    log_px = gaussian_log_prob(x, torch.zeros_like(x), torch.sqrt(w**2 + s**2), event_dims=1)
+    prior = DiagGaussian(torch.zeros_like(x), torch.ones_like(x))
+    var = s**2 / (w**2 + s**2)
+    exact = DiagGaussian(w * x / (w**2 + s**2), torch.sqrt(var).expand_as(x))
+    for _ in range(20):
+        z = exact.rsample()
+        elbo = gaussian_log_prob(x, w * z, s, event_dims=1) - kl(exact, prior, z, estimator="sample")
+        torch.testing.assert_close(elbo, log_px, atol=1e-5, rtol=0)
+    # Any other posterior: the mean ELBO (closed-form KL) is lower, by exactly KL(q ‖ exact posterior).
+    other = DiagGaussian(exact.mean + 0.3, exact.std * 1.5)
+    z = other.rsample((20000,))
+    elbo = gaussian_log_prob(x, w * z, s, event_dims=1) - kl(other, prior, estimator="exact")
+    gap = kl(other, exact, estimator="exact")
+    se = elbo.std(0) / math.sqrt(20000)
+    assert (elbo.mean(0) < log_px).all()
+    assert ((elbo.mean(0) - (log_px - gap)).abs() < 4 * se).all()
+
+
+def test_kl_balancing_and_free_bits_hand_computed():
+    """Two rows, p = N(0, 1); q1 = N(1, 1) has KL 0.5, q2 = N(0, 2²) has KL (3 − ln 4)/2 = 0.8068528."""
+    prior_mean = torch.zeros(2, 1, requires_grad=True)
+    post_mean = torch.tensor([[1.0], [0.0]], requires_grad=True)
+    prior = DiagGaussian(prior_mean, torch.ones(2, 1))
+    post = DiagGaussian(post_mean, torch.tensor([[1.0], [2.0]]))
+    z = post.rsample()
+    mean_kl = (0.5 + 0.5 * (3 - math.log(4))) / 2  # 0.6534264
+    dyn, rep, raw = balanced_kl(post, prior, z, free_nats=1.0)
+    assert dyn.item() == rep.item() == 1.0 and raw.item() == pytest.approx(mean_kl, abs=1e-6)
+    (0.5 * dyn + 0.1 * rep).backward()
+    assert prior_mean.grad.abs().sum() == 0 and post_mean.grad.abs().sum() == 0  # below the free bits
+    dyn, rep, _ = balanced_kl(post, prior, z, free_nats=0.5)
+    assert dyn.item() == pytest.approx(mean_kl, abs=1e-6) and rep.item() == pytest.approx(mean_kl, abs=1e-6)
+    prior_mean.grad, post_mean.grad = None, None
+    dyn.backward(retain_graph=True)  # L_dyn trains the prior only: d/dμ_p mean KL = mean(μ_p − μ_q) = [-0.5, 0]
+    torch.testing.assert_close(prior_mean.grad, torch.tensor([[-0.5], [0.0]]))
+    assert post_mean.grad is None or post_mean.grad.abs().sum() == 0
+    prior_mean.grad = None
+    rep.backward()  # L_rep trains the posterior only: d/dμ_q = (μ_q − μ_p)/σ_p² / 2 = [0.5, 0]
+    torch.testing.assert_close(post_mean.grad, torch.tensor([[0.5], [0.0]]))
+    assert prior_mean.grad is None or prior_mean.grad.abs().sum() == 0
+
+
+def observe(model, batch, seed=0):
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        out = model.observe(model.preprocess(batch))
+    return out, out["prior"].mean.view(*out["deter"].shape[:2], -1), out["prior"].std.view(*out["deter"].shape[:2], -1)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_future_frames_do_not_change_the_past(cartpole_batch, cell):
+    model = tiny_model(cell=cell)
+    out, prior_mean, prior_std = observe(model, cartpole_batch)
+    perturbed = {k: v.copy() for k, v in cartpole_batch.items()}
+    perturbed["obs"][:, 5:] = 255 - perturbed["obs"][:, 5:]
+    perturbed["action"][:, 6:] = -perturbed["action"][:, 6:] + 0.5
+    out2, prior_mean2, prior_std2 = observe(model, perturbed)
+    for key in ("post_mean", "post_std", "rnn", "stoch"):
+        torch.testing.assert_close(out[key][:, :5], out2[key][:, :5], atol=0, rtol=0)
+        assert not torch.equal(out[key][:, 5:], out2[key][:, 5:])
+    torch.testing.assert_close(prior_mean[:, :6], prior_mean2[:, :6], atol=0, rtol=0)  # prior at 5: h_5 only
+    torch.testing.assert_close(prior_std[:, :6], prior_std2[:, :6], atol=0, rtol=0)
+
+
+def test_outputs_after_is_first_ignore_earlier_inputs(cartpole_batch):
+    model = tiny_model()
+    batch = {k: v.copy() for k, v in cartpole_batch.items()}
+    batch["is_first"][:, 4] = True
+    batch["action"][:, 4] = 0.0
+    out, prior_mean, _ = observe(model, batch)
+    perturbed = {k: v.copy() for k, v in batch.items()}
+    perturbed["obs"][:, :4] = 255 - perturbed["obs"][:, :4]
+    perturbed["action"][:, :4] = 0.9
+    out2, prior_mean2, _ = observe(model, perturbed)
+    for key in ("post_mean", "rnn", "stoch"):
+        torch.testing.assert_close(out[key][:, 4:], out2[key][:, 4:], atol=0, rtol=0)
+    torch.testing.assert_close(prior_mean[:, 4:], prior_mean2[:, 4:], atol=0, rtol=0)
+    init = model.cell.initial(2)
+    torch.testing.assert_close(model.cell.reset(out["rnn"][:, 3], torch.tensor([True, False]))[0], init[0])
+
+
+def test_imagine_runs_without_frames():
+    model = tiny_model()
+
+    def no_frames(*args, **kwargs):
+        raise AssertionError("imagination touched the encoder")
+
+    model.encoder.forward = no_frames
+    start = model.initial(3)
+    start = LatentState(start.rnn + 0.1 * torch.randn_like(start.rnn), torch.randn(3, 8))
+    out = model.imagine(start, lambda feat: torch.tanh(feat[:, :1]), horizon=6)
+    assert out["feat"].shape == (7, 3, model.feat_dim) and out["action"].shape == (6, 3, 1)
+    torch.testing.assert_close(out["feat"][0], model.feat(start))
+    assert torch.isfinite(out["feat"]).all()
+
+
+def test_tiny_preset_learns_to_reconstruct_a_fixed_batch(cartpole_batch):
+    model = tiny_model(seed=1)
+    opt = torch.optim.Adam(model.parameters(), lr=model.config.train.lr)
+    first = None
+    for _ in range(300):
+        loss, metrics, _ = model.loss(cartpole_batch)
+        first = metrics["recon_mse"] if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        _, final, _ = model.loss(cartpole_batch)
+    assert final["recon_mse"] <= 0.2 * first, (first, final["recon_mse"])
+    assert np.isfinite(list(final.values())).all()
+
+
+def test_loss_returns_named_finite_terms(cartpole_batch):
+    model = tiny_model()
+    total, metrics, out = model.loss(cartpole_batch)
+    for key in ("wm_loss", "recon", "recon_mse", "kl", "kl_dyn_loss", "kl_rep_loss", "reward", "cont"):
+        assert np.isfinite(metrics[key]), key
+    cfg = model.config.loss
+    expected = (cfg.recon * metrics["recon"] + cfg.kl_dyn * metrics["kl_dyn_loss"] + cfg.kl_rep * metrics["kl_rep_loss"]
+                + cfg.reward * metrics["reward"] + cfg.cont * metrics["cont"])  # fmt: skip
+    assert total.item() == pytest.approx(expected, rel=1e-5)
+    assert out["recon_mean"].shape == (2, 8, 3, 64, 64)
+    total.backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("cell.init"))
+
+
+def test_open_loop_shapes_and_context_reconstructions(cartpole_batch):
+    model = tiny_model()
+    pred, true = model.open_loop(cartpole_batch, context=3)
+    assert pred.shape == true.shape == (2, 8, 3, 64, 64)
+    assert 0 <= pred.min() and pred.max() <= 1 and 0 <= true.min() and true.max() <= 1
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda b: b.pop("reward"), r"missing keys \['reward'\]"),
+        (lambda b: b.update(obs=b["obs"].astype(np.float32)), r"batch\['obs'\] must be uint8"),
+        (lambda b: b.update(action=np.zeros((2, 8, 3), np.float32)), r"batch\['action'\] must be float \(B, T, 1\)"),
+        (lambda b: b.update(is_first=b["is_first"].astype(int)), r"batch\['is_first'\] must be bool"),
+        (lambda b: b.update(reward=b["reward"][:, :5]), r"batch\['reward'\] has leading shape \(2, 5\)"),
+        (lambda b: b.update(obs=b["obs"][..., :32, :, :]), r"batch\['obs'\] frames must be"),
+        (lambda b: b.update(reward=b["reward"][..., None]), r"batch\['reward'\] must have 2 dims"),
+    ],
+)
+def test_bad_batches_name_the_key(cartpole_batch, change, message):
+    batch = {k: v.copy() for k, v in cartpole_batch.items()}
+    change(batch)
+    with pytest.raises((KeyError, TypeError, ValueError), match=message):
+        tiny_model().loss(batch)
+
+
+def test_channel_first_batches_are_accepted(cartpole_batch):
+    model = tiny_model()
+    chw = dict(cartpole_batch, obs=np.ascontiguousarray(cartpole_batch["obs"].transpose(0, 1, 4, 2, 3)))
+    a, b = model.preprocess(cartpole_batch), model.preprocess(chw)
+    torch.testing.assert_close(a["image"], b["image"])
