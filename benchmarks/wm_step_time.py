@@ -56,7 +56,7 @@ def measure(name: str, precision: str, device: torch.device, updates: int) -> di
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = []
-    for i in range(updates + 3):
+    for _ in range(updates + 3):
         sync(device)
         start = time.perf_counter()
         metrics = train_step(model, optimizer, batch)
