@@ -17,7 +17,7 @@ import torch
 
 from aime_agent.checkpoint import CheckpointError, config_mismatch, load_checkpoint, save_checkpoint
 from aime_agent.config import AIMEConfig
-from aime_agent.world_model import WorldModel
+from aime_agent.world_model import WorldModel, make_optimizer, train_step
 from envs.dataset import EpisodeDataset
 
 KIND = "aime-pretrain"
@@ -41,22 +41,6 @@ def image_strip(true: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """(T, 3, S, S) truth and prediction → one (3, 2S, T·S) image: truth on top, prediction below."""
     rows = [torch.cat(list(x), dim=-1) for x in (true, pred)]
     return torch.cat(rows, dim=-2).clamp(0, 1)
-
-
-def make_optimizer(model: WorldModel, config: AIMEConfig) -> torch.optim.Optimizer:
-    t = config.train
-    return torch.optim.Adam(model.parameters(), lr=t.lr, eps=t.eps, weight_decay=t.weight_decay)
-
-
-def train_step(model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict) -> dict[str, float]:
-    loss, metrics, _ = model.loss(batch)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f"world-model loss is {loss.item()} (terms: {metrics})")
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), model.config.train.grad_clip))
-    optimizer.step()
-    return metrics
 
 
 class Pretrainer:

@@ -21,8 +21,7 @@ import numpy as np
 import torch
 
 from aime_agent.config import preset
-from aime_agent.pretrain import make_optimizer, train_step
-from aime_agent.world_model import WorldModel
+from aime_agent.world_model import WorldModel, make_optimizer, train_step
 
 OUT = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
 PRECISIONS = {

@@ -2,6 +2,7 @@
 
 from aime_agent.world_model.batch import preprocess
 from aime_agent.world_model.losses import balanced_kl
+from aime_agent.world_model.training import make_optimizer, train_step
 from aime_agent.world_model.world_model import LatentState, WorldModel
 
-__all__ = ["LatentState", "WorldModel", "balanced_kl", "preprocess"]
+__all__ = ["LatentState", "WorldModel", "balanced_kl", "make_optimizer", "preprocess", "train_step"]

@@ -1,0 +1,24 @@
+"""One world-model optimisation step, shared by offline pretraining and the agent."""
+
+from __future__ import annotations
+
+import torch
+
+from aime_agent.config import AIMEConfig
+from aime_agent.world_model.world_model import WorldModel
+
+
+def make_optimizer(model: WorldModel, config: AIMEConfig) -> torch.optim.Optimizer:
+    t = config.train
+    return torch.optim.Adam(model.parameters(), lr=t.lr, eps=t.eps, weight_decay=t.weight_decay)
+
+
+def train_step(model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict) -> dict[str, float]:
+    loss, metrics, _ = model.loss(batch)
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"world-model loss is {loss.item()} (terms: {metrics})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), model.config.train.grad_clip))
+    optimizer.step()
+    return metrics
