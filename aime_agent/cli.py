@@ -71,7 +71,7 @@ def _cmd_collect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _parse_overrides(pairs: list[str]) -> dict:
+def parse_overrides(pairs: list[str]) -> dict:
     """``["deter=64", "train.lr=1e-4"]`` → {"deter": 64, "train.lr": 0.0001} (values parsed as Python literals)."""
     import ast
 
@@ -91,7 +91,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     from aime_agent.config import preset
     from aime_agent.pretrain import Pretrainer, PretrainSettings
 
-    config = preset(args.preset, **_parse_overrides(args.set))
+    config = preset(args.preset, **parse_overrides(args.set))
     settings = PretrainSettings(steps=args.steps, seed=args.seed, device=args.device)
     trainer = Pretrainer(args.data, config, args.logdir, settings)
     if trainer.step:

@@ -10,7 +10,7 @@ A timing phase runs each variant in a fresh subprocess: median update time, upda
 Runs checkpoint under runs/world_model_quality/ and resume; finished runs are kept in the JSON, so an
 interrupted benchmark picks up where it stopped. Writes docs/benchmarks/world_model_quality.{json,md,png}.
 
-    python benchmarks/world_model_quality.py [--updates 2500] [--seeds 0 1] [--variants fp32 bf16_cl]
+    python benchmarks/world_model_quality.py [--updates 5000] [--seeds 0 1] [--variants fp32 bf16_cl] [--device cuda]
 """
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aime_agent.cli import parse_overrides
+
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
 DATA = ROOT / "data" / "cartpole-swingup-random-100.h5"
 HORIZONS = (1, 5, 15, 45)
 CONTEXT = 5
 VARIANTS = {
-    "fp32": {},
+    "fp32": {"train.autocast_bf16": False, "train.channels_last": False},
     "bf16_cl": {"train.autocast_bf16": True, "train.channels_last": True},
 }
 
@@ -72,13 +74,15 @@ def evaluate(model, data, eval_ids, windows: int = 64, seed: int = 123) -> dict:
     }
 
 
-def train_and_evaluate(data_path: Path, preset_name: str, overrides: dict, seed: int, updates: int, logdir: Path):
+def train_and_evaluate(
+    data_path: Path, preset_name: str, overrides: dict, seed: int, updates: int, logdir: Path, device: str = "cpu"
+):
     from aime_agent.config import preset
     from aime_agent.pretrain import Pretrainer, PretrainSettings
 
     config = preset(preset_name, **overrides)
     settings = PretrainSettings(steps=updates, seed=seed, log_every=100, image_every=1000, eval_every=500,
-                                checkpoint_every=250)  # fmt: skip
+                                checkpoint_every=250, device=device)  # fmt: skip
     trainer = Pretrainer(data_path, config, logdir, settings)
     start = time.perf_counter()
     first = trainer.step
@@ -124,6 +128,7 @@ def measure_update_time(data_path: Path, preset_name: str, overrides: dict, n: i
 def time_variant(data_path: Path, preset_name: str, name: str) -> dict:
     """``measure_update_time`` in a fresh process, so that peak memory belongs to this variant alone."""
     cmd = [sys.executable, __file__, "--time-only", name, "--preset", preset_name, "--data", str(data_path)]
+    cmd += [f"--define={name}:" + ",".join(f"{k}={v}" for k, v in VARIANTS[name].items())]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=ROOT)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -133,13 +138,28 @@ def main():
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--preset", default="small")
-    parser.add_argument("--updates", type=int, default=2500)
+    parser.add_argument("--updates", type=int, default=5000)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument(
+        "--define",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="add a variant, e.g. lr1e-3:train.lr=1e-3 (repeatable)",
+    )
+    parser.add_argument("--device", default="cpu", help="device for the quality runs (timing stays on the CPU)")
+    parser.add_argument("--no-timing", action="store_true", help="skip the CPU timing phase")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "world_model_quality")
     parser.add_argument("--time-only", metavar="VARIANT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    for spec in args.define:
+        name, _, pairs = spec.partition(":")
+        VARIANTS[name] = parse_overrides(pairs.split(",") if pairs else [])
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; known: {sorted(VARIANTS)} (add one with --define)")
     if args.time_only:
         print(json.dumps(measure_update_time(args.data, args.preset, VARIANTS[args.time_only])))
         return
@@ -158,16 +178,17 @@ def main():
         "machine": f"{__import__('platform').machine()}, {__import__('os').cpu_count()} cores",
     }
     for name in args.variants:
-        results.setdefault("timing", {})[name] = time_variant(args.data, args.preset, name)
-        print(name, "timing", results["timing"][name], flush=True)
+        if not args.no_timing:
+            results.setdefault("timing", {})[name] = time_variant(args.data, args.preset, name)
+            print(name, "timing", results["timing"][name], flush=True)
         for seed in args.seeds:
             key = f"{name}/seed{seed}"
             done = results["runs"].get(key)
             if done and done.get("updates") == args.updates:
                 continue
             res = train_and_evaluate(args.data, args.preset, VARIANTS[name], seed, args.updates,
-                                     args.runs / f"{args.preset}-{name}-s{seed}")  # fmt: skip
-            results["runs"][key] = res
+                                     args.runs / f"{args.preset}-{name}-s{seed}", args.device)  # fmt: skip
+            results["runs"][key] = {**res, "overrides": VARIANTS[name], "device": args.device}
             json_path.write_text(json.dumps(results, indent=2))  # partial results as they finish
             print(key, json.dumps(res), flush=True)
     json_path.write_text(json.dumps(results, indent=2))

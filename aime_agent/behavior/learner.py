@@ -1,0 +1,114 @@
+"""One actor-critic update in imagination (DreamerV3, Hafner et al. 2023, §"Actor critic learning").
+
+From detached posterior states of a replayed batch (N = B·T starts), imagine H steps with the prior and
+the actor, then (all shapes (H+1, N) over s_0..s_H unless noted):
+
+    r_k, c_k  = reward / continue heads at s_k;  v̄_k = slow critic;  R^λ = lambda_returns(r, c, v̄)  (H, N)
+    w_k       = Π_{j≤k} γ c_j  (c_0 = 1), stop-gradient                                              (H, N)
+    S         = max(1, P95 − P5) of R^λ (EMA),  A_k = (R^λ_k − v(s_k)) / S
+    actor     = −mean w_k [log π(a_k | s_k) sg(A_k) + η H(π(·|s_k))]        (REINFORCE, default)
+              = −mean w_k [R^λ_k / S + η H(π(·|s_k))]                        (``actor_grad="dynamics"``)
+    critic    = mean w_k [CE(v(s_k), twohot(sg R^λ_k)) + slow_reg · CE(v(s_k), twohot(v̄_k))]
+
+World-model parameters are frozen during this update: neither loss leaves a gradient on them.
+Actions fed to the dynamics are clipped to [−1, 1], as the environment clips them; log-probabilities
+are of the unclipped samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from aime_agent.behavior.actor import Actor
+from aime_agent.behavior.critic import Critic
+from aime_agent.behavior.returns import ReturnNormalizer, lambda_returns
+from aime_agent.config import BehaviorConfig
+from aime_agent.world_model import LatentState, WorldModel
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module):
+    """Temporarily set ``requires_grad=False`` on every parameter of ``module``."""
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p, flag in zip(module.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+
+
+class Behavior(nn.Module):
+    def __init__(self, config: BehaviorConfig, feat_dim: int, action_dim: int, hidden: int):
+        super().__init__()
+        if config.actor_grad not in ("reinforce", "dynamics"):
+            raise ValueError(f"actor_grad must be 'reinforce' or 'dynamics', got {config.actor_grad!r}")
+        self.config = config
+        self.actor = Actor(feat_dim, action_dim, hidden, config.layers, config.actor_min_std, config.actor_max_std)
+        self.critic = Critic(feat_dim, hidden, config.layers, config.critic_bins)
+        self.normalizer = ReturnNormalizer(config.return_ema_rate)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=config.eps)
+        self.critic_opt = torch.optim.Adam(self.critic.net.parameters(), lr=config.critic_lr, eps=config.eps)
+
+    def imagine(self, world_model: WorldModel, start: LatentState) -> dict:
+        """Roll out the actor in the world model's prior; returns the trajectory and the raw actions."""
+        raw = []
+        dynamics = self.config.actor_grad == "dynamics"
+
+        def policy(feat):
+            dist = self.actor(feat if dynamics else feat.detach())
+            action = dist.rsample() if dynamics else dist.sample()
+            raw.append(action)
+            return action.clamp(-1.0, 1.0)
+
+        with torch.set_grad_enabled(dynamics):
+            traj = world_model.imagine(start.detach(), policy, self.config.horizon)
+        traj["raw_action"] = torch.stack(raw)
+        return traj
+
+    def losses(self, world_model: WorldModel, start: LatentState) -> tuple[torch.Tensor, torch.Tensor, dict]:
+        cfg = self.config
+        with frozen(world_model):
+            traj = self.imagine(world_model, start)
+            feat = traj["feat"]  # (H+1, N, F)
+            with torch.set_grad_enabled(cfg.actor_grad == "dynamics"):
+                reward = world_model.reward_head.predict(feat)
+                cont = world_model.cont_head.predict(feat)
+                cont = torch.cat([torch.ones_like(cont[:1]), cont[1:]])
+                returns = lambda_returns(reward, cont, self.critic.value(feat, slow=True), cfg.gamma, cfg.lam)
+        weight = torch.cumprod(cfg.gamma * cont, 0)[:-1].detach() / cfg.gamma  # w_0 = 1
+        scale = self.normalizer.update(returns)
+        dist = self.actor(feat[:-1].detach())
+        entropy = dist.entropy()
+        if cfg.actor_grad == "reinforce":
+            with torch.no_grad():
+                advantage = (returns - self.critic.value(feat[:-1].detach())) / scale
+            objective = dist.log_prob(traj["raw_action"].detach()) * advantage
+        else:
+            objective = returns / scale
+        actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
+        critic_loss = (weight * self.critic.loss(feat[:-1].detach(), returns.detach(), cfg.slow_reg)).mean()
+        metrics = {"actor_loss": actor_loss.item(), "critic_loss": critic_loss.item(),
+                   "entropy": entropy.mean().item(), "imag_return": returns.mean().item(),
+                   "imag_reward": reward[1:].mean().item(), "return_scale": float(scale),
+                   "action_std": dist.base_dist.scale.mean().item()}  # fmt: skip
+        return actor_loss, critic_loss, metrics
+
+    def train_step(self, world_model: WorldModel, start: LatentState) -> dict:
+        """One update of actor and critic (separate optimizers), then the slow critic."""
+        actor_loss, critic_loss, metrics = self.losses(world_model, start)
+        if not (torch.isfinite(actor_loss) and torch.isfinite(critic_loss)):
+            raise FloatingPointError(f"actor/critic loss is not finite: {metrics}")
+        self.actor_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        (actor_loss + critic_loss).backward()  # disjoint parameters: one backward pass serves both
+        clip = self.config.grad_clip
+        metrics["actor_grad_norm"] = float(nn.utils.clip_grad_norm_(self.actor.parameters(), clip))
+        metrics["critic_grad_norm"] = float(nn.utils.clip_grad_norm_(self.critic.net.parameters(), clip))
+        self.actor_opt.step()
+        self.critic_opt.step()
+        self.critic.update_slow(self.config.slow_critic_rate)
+        return metrics

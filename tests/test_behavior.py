@@ -1,0 +1,83 @@
+"""Actor-critic in imagination: λ-returns and normalisation by hand, gradient isolation, heads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aime_agent.behavior import Actor, Behavior, Critic, ReturnNormalizer, lambda_returns
+from aime_agent.config import preset
+from aime_agent.world_model import LatentState, WorldModel
+
+# H = 3; reward/cont/value at s_0..s_3 (reward[0] is never used: it was received before s_0).
+REWARD = torch.tensor([[99.0], [1.0], [2.0], [3.0]])
+VALUE = torch.tensor([[-7.0], [10.0], [20.0], [30.0]])
+ONES = torch.ones(4, 1)
+
+
+@pytest.mark.parametrize(
+    ("lam", "cont", "expected"),
+    [
+        (0.0, ONES, [6.0, 12.0, 18.0]),  # one-step TD: r_{k+1} + γ v_{k+1}
+        (1.0, ONES, [6.5, 11.0, 18.0]),  # discounted rewards + γ^{H−k} v_H
+        (0.5, ONES, [6.375, 11.5, 18.0]),
+        (1.0, torch.tensor([[1.0], [1.0], [0.0], [1.0]]), [2.0, 2.0, 18.0]),  # c_2 = 0 cuts everything after r_2
+        (0.0, torch.tensor([[1.0], [0.0], [1.0], [1.0]]), [1.0, 12.0, 18.0]),  # c_1 = 0: no bootstrap from v_1
+    ],
+)
+def test_lambda_returns_hand_computed(lam, cont, expected):
+    returns = lambda_returns(REWARD, cont, VALUE, gamma=0.5, lam=lam)
+    torch.testing.assert_close(returns, torch.tensor(expected).unsqueeze(-1))
+
+
+def test_lambda_one_equals_discounted_sum_plus_bootstrap_on_random_data():
+    torch.manual_seed(0)
+    h, gamma = 7, 0.9
+    reward, value = torch.randn(h + 1, 5), torch.randn(h + 1, 5)
+    returns = lambda_returns(reward, torch.ones(h + 1, 5), value, gamma, 1.0)
+    for k in range(h):
+        expected = sum(gamma ** (j - k - 1) * reward[j] for j in range(k + 1, h + 1)) + gamma ** (h - k) * value[h]
+        torch.testing.assert_close(returns[k], expected)
+    with pytest.raises(ValueError, match="share a shape"):
+        lambda_returns(reward, torch.ones(h, 5), value, gamma, 1.0)
+
+
+def test_return_normalizer_scale():
+    norm = ReturnNormalizer(rate=0.5)
+    assert norm.scale().item() == 1.0
+    assert norm.update(torch.linspace(0, 0.5, 101)).item() == 1.0  # small ranges are not amplified
+    norm = ReturnNormalizer(rate=0.5)
+    assert norm.update(torch.linspace(0, 100, 101)).item() == pytest.approx(90.0)  # P95 − P5
+    assert norm.update(torch.linspace(0, 10, 101)).item() == pytest.approx(0.5 * 90 + 0.5 * 9)
+
+
+@pytest.mark.parametrize("actor_grad", ["reinforce", "dynamics"])
+def test_actor_and_critic_updates_leave_world_model_gradients_untouched(actor_grad):
+    torch.manual_seed(0)
+    config = preset("tiny", actor_grad=actor_grad)
+    model = WorldModel(config, action_dim=2)
+    behavior = Behavior(config.behavior, model.feat_dim, 2, config.model.hidden)
+    start = LatentState(torch.randn(6, model.cell.state_size), torch.randn(6, config.model.stoch))
+    actor_before = [p.clone() for p in behavior.actor.parameters()]
+    metrics = behavior.train_step(model, start)
+    assert all(p.grad is None for p in model.parameters())
+    assert all(p.requires_grad for p in model.parameters())  # unfrozen again
+    assert any(not torch.equal(a, b) for a, b in zip(actor_before, behavior.actor.parameters(), strict=True))
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+
+
+def test_actor_is_bounded_and_critic_slow_copy_tracks():
+    torch.manual_seed(0)
+    actor = Actor(4, 3, 16)
+    feat = torch.randn(50, 4) * 100
+    assert actor(feat).mean.abs().max() <= 1.0
+    sample = actor.act(feat, deterministic=False)
+    assert sample.abs().max() <= 1.0
+    std = actor(feat).base_dist.scale
+    assert (std >= 0.1).all() and (std <= 1.0).all()
+    critic = Critic(4, 16, bins=31)
+    torch.testing.assert_close(critic.value(feat), torch.zeros(50))  # zero-initialised output layer
+    with torch.no_grad():
+        critic.net[-1].bias.fill_(0.3)
+    critic.update_slow(0.5)
+    torch.testing.assert_close(critic.slow[-1].bias, torch.full((31,), 0.15))
