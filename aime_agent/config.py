@@ -86,6 +86,21 @@ class BehaviorConfig:
 
 
 @dataclass
+class AgentConfig:
+    """Data collection and replay for the ``AIME`` agent.
+
+    Train ratio (Dreamer's term: replayed rows per agent step) =
+    gradient_steps · batch_size · batch_length / train_every. ``small``: 1 · 16 · 16 / 2 = 128.
+    """
+
+    buffer_size: int = 100_000  # rows (agent steps) kept, split evenly across envs
+    learning_starts: int = 1000  # agent steps of random actions before the first update
+    train_every: int = 2  # agent steps (per env) between training rounds: SB3's train_freq
+    gradient_steps: int = 1  # updates per training round
+    image_every: int = 1000  # updates between TensorBoard images (reconstructions, imagination)
+
+
+@dataclass
 class AIMEConfig:
     """Everything that defines an AIME model and its training."""
 
@@ -93,6 +108,7 @@ class AIMEConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     behavior: BehaviorConfig = field(default_factory=BehaviorConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
     preset: str = "small"
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +180,14 @@ PRESETS: dict[str, dict[str, Any]] = {
         "train.batch_size": 2,
         "train.batch_length": 8,
         "train.lr": 1e-3,
+        "behavior.horizon": 5,
+        "behavior.critic_bins": 31,
+        "behavior.actor_lr": 3e-4,
+        "behavior.critic_lr": 3e-4,
+        "agent.buffer_size": 10_000,
+        "agent.learning_starts": 64,
+        "agent.train_every": 4,
+        "agent.image_every": 200,
     },
     # bf16 autocast + channels_last: 1.2× faster updates on 2 CPU cores at equal quality
     # (docs/benchmarks/world_model_quality.md).

@@ -124,7 +124,7 @@ class Pretrainer:
             start = time.perf_counter()
             t = self.config.train
             batch = self.data.sample(t.batch_size, t.batch_length, self.rng, self.train_ids)
-            metrics = train_step(self.model, self.optimizer, batch)
+            metrics, _ = train_step(self.model, self.optimizer, batch)
             self.step += 1
             bar.update(1)
             if self.step % s.log_every == 0 or self.step == s.steps:

@@ -58,7 +58,7 @@ def measure(name: str, precision: str, device: torch.device, updates: int) -> di
     for _ in range(updates + 3):
         sync(device)
         start = time.perf_counter()
-        metrics = train_step(model, optimizer, batch)
+        metrics, _ = train_step(model, optimizer, batch)
         sync(device)
         times.append(time.perf_counter() - start)
     assert np.isfinite(metrics["wm_loss"]), metrics

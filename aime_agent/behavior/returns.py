@@ -12,7 +12,7 @@ target r_{k+1} + γ c_{k+1} v(s_{k+1}); λ = 1 the discounted reward sum plus th
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def lambda_returns(reward: Tensor, cont: Tensor, value: Tensor, gamma: float, lam: float) -> Tensor:
@@ -28,35 +28,32 @@ def lambda_returns(reward: Tensor, cont: Tensor, value: Tensor, gamma: float, la
     return torch.stack(returns[1:][::-1])
 
 
-class ReturnNormalizer:
+class ReturnNormalizer(nn.Module):
     """S = max(1, P95 − P5) of λ-returns, both percentiles tracked by an EMA (rate 0.01; DreamerV3).
 
     Advantages are divided by S: returns of large scale are squashed, small ones are not amplified.
+    The EMAs are buffers, so they travel with the policy's state dict.
     """
 
     def __init__(self, rate: float = 0.01, low: float = 0.05, high: float = 0.95, limit: float = 1.0):
+        super().__init__()
         self.rate, self.low, self.high, self.limit = rate, low, high, limit
-        self.lo: Tensor | None = None
-        self.hi: Tensor | None = None
+        self.register_buffer("lo", torch.zeros(()))
+        self.register_buffer("hi", torch.zeros(()))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
 
+    @torch.no_grad()
     def update(self, returns: Tensor) -> Tensor:
         """Update the EMAs with a batch of returns; return the current scale S (a scalar tensor)."""
         flat = returns.detach().float().flatten()
         lo, hi = torch.quantile(flat, self.low), torch.quantile(flat, self.high)
-        if self.lo is None:
-            self.lo, self.hi = lo, hi
-        else:
-            self.lo = (1 - self.rate) * self.lo + self.rate * lo
-            self.hi = (1 - self.rate) * self.hi + self.rate * hi
+        rate = 1.0 if self.count == 0 else self.rate
+        self.lo.lerp_(lo, rate)
+        self.hi.lerp_(hi, rate)
+        self.count += 1
         return self.scale()
 
     def scale(self) -> Tensor:
-        if self.lo is None:
-            return torch.tensor(1.0)
+        if self.count == 0:
+            return torch.ones((), device=self.lo.device)
         return torch.clamp(self.hi - self.lo, min=self.limit)
-
-    def state_dict(self) -> dict:
-        return {"lo": self.lo, "hi": self.hi}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.lo, self.hi = state["lo"], state["hi"]

@@ -25,6 +25,11 @@ def _as_tensor(key: str, value, device: torch.device) -> Tensor:
     return value.to(device, non_blocking=True)
 
 
+def to_image(obs: Tensor) -> Tensor:
+    """uint8 pixels → float32 in [−0.5, 0.5] (same layout)."""
+    return obs.float().div_(255.0).sub_(0.5)
+
+
 def preprocess(batch: Mapping, action_dim: int, image_size: int, device: torch.device) -> dict[str, Tensor]:
     """Validate ``batch`` and return model inputs on ``device``:
 
@@ -63,9 +68,12 @@ def preprocess(batch: Mapping, action_dim: int, image_size: int, device: torch.d
             raise TypeError(f"batch[{key!r}] must be bool, got {out[key].dtype}")
     if not out["reward"].is_floating_point():
         raise TypeError(f"batch['reward'] must be float, got {out['reward'].dtype}")
+    for key in ("action", "reward"):
+        if not torch.isfinite(out[key]).all():
+            raise ValueError(f"batch[{key!r}] contains NaN or inf values")
     is_first = out["is_first"]
     return {
-        "image": obs.float().div_(255.0).sub_(0.5),
+        "image": to_image(obs),
         "action": torch.where(is_first.unsqueeze(-1), 0.0, action.float()),
         "reward": out["reward"].float(),
         "cont": 1.0 - out["is_terminal"].float(),

@@ -13,12 +13,14 @@ def make_optimizer(model: WorldModel, config: AIMEConfig) -> torch.optim.Optimiz
     return torch.optim.Adam(model.parameters(), lr=t.lr, eps=t.eps, weight_decay=t.weight_decay)
 
 
-def train_step(model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict) -> dict[str, float]:
-    loss, metrics, _ = model.loss(batch)
+def train_step(model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict) -> tuple[dict[str, float], dict]:
+    """One update on ``batch``. Returns (named scalar terms, the posterior rollout). Raises
+    ``FloatingPointError`` on a NaN or inf loss, before any parameter changes."""
+    loss, metrics, out = model.loss(batch)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"world-model loss is {loss.item()} (terms: {metrics})")
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), model.config.train.grad_clip))
     optimizer.step()
-    return metrics
+    return metrics, out
