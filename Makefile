@@ -9,9 +9,11 @@ PYTEST_ARGS ?=
 setup:
 	@VENV=$(VENV) scripts/bootstrap.sh
 
-# Main job (for now): collect a small random-policy cartpole dataset and print its statistics.
+# Main job: train AIME (small preset) on cartpole-swingup for ~10 minutes on 2 CPU cores; TensorBoard logs,
+# checkpoint.zip and a final evaluation line in runs/make-train (rerun to resume).
+TRAIN_ENV_STEPS ?= 8000
 train: setup
-	$(VENV)/bin/aime collect --env cartpole-swingup --episodes 10 --policy random --out data/cartpole-swingup-random.h5
+	$(VENV)/bin/aime train --env cartpole-swingup --env-steps $(TRAIN_ENV_STEPS) --preset small --logdir runs/make-train
 
 test: setup
 	$(VENV)/bin/ruff check .

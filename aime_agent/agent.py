@@ -135,13 +135,13 @@ class AIME(OffPolicyAlgorithm):
             raise CheckpointError(f"{path} does not fit this agent's world model: {err}") from err
 
     def _excluded_save_params(self) -> list[str]:
-        return [*super()._excluded_save_params(), "_last_belief"]
+        return [*super()._excluded_save_params(), "_last_belief", "_action_repeat"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
         return ["policy", "policy.wm_optimizer", "policy.behavior.actor_opt", "policy.behavior.critic_opt"], []
 
-    @property
-    def action_repeat(self) -> int:
+    def _env_action_repeat(self) -> int:
+        """The env's action repeat (1 if it has none), for ``time/env_frames``."""
         try:
             return int(self.env.get_attr("action_repeat")[0]) if self.env is not None else 1
         except AttributeError:
@@ -189,8 +189,10 @@ class AIME(OffPolicyAlgorithm):
         if reset_num_timesteps or self._last_obs is None:
             self._last_belief = None  # the env is reset: the collecting belief starts afresh
         result = super()._setup_learn(total_timesteps, callback, reset_num_timesteps, tb_log_name, progress_bar)
+        self._action_repeat = self._env_action_repeat()  # asked once: get_attr is an IPC round trip per env
         if self._last_belief is None and isinstance(self.env, VecEnv):
             self._last_episode_starts = np.ones(self.env.num_envs, dtype=bool)
+            self.replay_buffer.close_open_episodes()  # the env was reset: unfinished episodes end here
         return result
 
     # -- training ----------------------------------------------------------------------------
@@ -215,7 +217,7 @@ class AIME(OffPolicyAlgorithm):
         self.logger.record("train/lr_critic", behavior.critic_opt.param_groups[0]["lr"])
 
     def _on_step(self) -> None:
-        self.logger.record("time/env_frames", self.num_timesteps * self.action_repeat)
+        self.logger.record("time/env_frames", self.num_timesteps * self._action_repeat)
 
     @torch.no_grad()
     def _log_images(self, batch: dict, start: LatentState) -> None:

@@ -1,7 +1,8 @@
 """The ``aime`` console script.
 
 Subcommands: ``envs`` (list DMC tasks), ``collect`` (roll out a policy into an HDF5 dataset),
-``pretrain`` (train the world model offline on a dataset).
+``pretrain`` (train the world model offline on a dataset), ``train`` (train the agent, resumable),
+``evaluate`` (evaluate a saved agent).
 Heavy imports happen inside each subcommand so ``aime --help`` stays instant.
 """
 
@@ -104,6 +105,37 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    from aime_agent.train import TrainSettings, run
+
+    settings = TrainSettings(env=args.env, env_steps=args.env_steps, preset=args.preset, logdir=args.logdir,
+                             seed=args.seed, n_envs=args.n_envs, action_repeat=args.action_repeat,
+                             render_quality=args.render_quality, checkpoint_every=args.checkpoint_every,
+                             eval_episodes=args.eval_episodes, pretrained=args.pretrained, prefill=args.prefill,
+                             progress=not args.quiet, overrides=parse_overrides(args.set))  # fmt: skip
+    run(settings)
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    from aime_agent.agent import AIME
+    from aime_agent.train import TrainSettings, make_env
+
+    settings = TrainSettings(env=args.env, action_repeat=args.action_repeat, render_quality=args.render_quality)
+    env = make_env(settings, 1, args.seed)
+    model = AIME.load(args.model, env=env)
+    returns, lengths = evaluate_policy(model, env, n_eval_episodes=args.episodes, deterministic=not args.stochastic,
+                                       return_episode_rewards=True)  # fmt: skip
+    print(
+        f"{args.env}: return {np.mean(returns):.1f} ± {np.std(returns):.1f} over {args.episodes} episodes "
+        f"(per episode: {', '.join(f'{r:.1f}' for r in returns)})"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aime", description="AIME world-model agent for visual RL.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -134,6 +166,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_cmd_pretrain)
+
+    p = sub.add_parser("train", help="train the AIME agent on a DMC task (resumes from <logdir>/checkpoint.zip)")
+    p.add_argument("--env", default="cartpole-swingup")
+    p.add_argument("--env-steps", type=int, default=100_000, help="dm_control control steps")
+    p.add_argument("--preset", default="small")
+    p.add_argument("--logdir", default="runs/aime")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n-envs", type=int, default=1)
+    p.add_argument("--action-repeat", type=int, default=2)
+    p.add_argument("--render-quality", choices=["paper", "fast"], default="fast")
+    p.add_argument("--checkpoint-every", type=int, default=5_000, help="agent steps between checkpoints")
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--pretrained", help="an `aime pretrain` checkpoint to start the world model from")
+    p.add_argument("--prefill", help="an HDF5 dataset to load into the replay before learning")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override, repeatable")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a saved agent with its deterministic policy")
+    p.add_argument("--model", required=True, help="checkpoint.zip from `aime train` or model.save()")
+    p.add_argument("--env", default="cartpole-swingup")
+    p.add_argument("--episodes", type=int, default=10)
+    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--action-repeat", type=int, default=2)
+    p.add_argument("--render-quality", choices=["paper", "fast"], default="fast")
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

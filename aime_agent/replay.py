@@ -68,6 +68,14 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.open[env] = not is_last
         self.pos, self.full = int(self.positions[0]), bool(self.counts.min() == self.capacity)
 
+    def close_open_episodes(self) -> None:
+        """Mark the newest row of every unfinished episode as its last (truncated, not terminal)."""
+        if self.storage is None:
+            return
+        for env in np.flatnonzero(self.open):
+            self.storage["is_last"][env, (self.positions[env] - 1) % self.capacity] = True
+            self.open[env] = False
+
     def add(self, *args, **kwargs) -> None:
         raise TypeError("SequenceReplayBuffer stores schema rows: use add_row() (AIME._store_transition does)")
 
