@@ -11,7 +11,7 @@ setup:
 
 # Main job: train AIME (small preset) on cartpole-swingup for ~10 minutes on 2 CPU cores; TensorBoard logs,
 # checkpoint.zip and a final evaluation line in runs/make-train (rerun to resume).
-TRAIN_ENV_STEPS ?= 8000
+TRAIN_ENV_STEPS ?= 10000
 train: setup
 	$(VENV)/bin/aime train --env cartpole-swingup --env-steps $(TRAIN_ENV_STEPS) --preset small --logdir runs/make-train
 

@@ -147,6 +147,34 @@ class AIME(OffPolicyAlgorithm):
         except AttributeError:
             return 1
 
+    def save(self, path, exclude=None, include=None) -> None:
+        """SB3's ``save``, atomically for file paths: written to a temp file, then renamed into place."""
+        if not isinstance(path, (str, os.PathLike)):
+            return super().save(path, exclude, include)
+        path = Path(path)
+        if path.suffix == "":
+            path = path.with_suffix(".zip")  # SB3's naming
+        tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}{path.suffix}")
+        try:
+            super().save(tmp, exclude, include)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def save_replay_buffer(self, path) -> None:
+        """SB3's ``save_replay_buffer``, atomically for file paths."""
+        if not isinstance(path, (str, os.PathLike)):
+            return super().save_replay_buffer(path)
+        path = Path(path)
+        if path.suffix == "":
+            path = path.with_suffix(".pkl")  # SB3's naming
+        tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}{path.suffix}")
+        try:
+            super().save_replay_buffer(tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+
     @classmethod
     def load(cls, path, env=None, device="auto", custom_objects=None, print_system_info=False, force_reset=True,
              **kwargs):  # fmt: skip

@@ -7,7 +7,6 @@ killed run loses at most the steps since its last checkpoint. TensorBoard logs g
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,14 +61,11 @@ class AtomicCheckpoint(BaseCallback):
 
 
 def save_run(model, logdir: Path) -> None:
-    """Replay first, then the model: a model checkpoint never points past the replay it was saved with."""
+    """Replay first, then the model (each written atomically by ``AIME``): the newest model checkpoint
+    never counts steps its replay file lacks."""
     logdir.mkdir(parents=True, exist_ok=True)
-    pid = os.getpid()
-    tmp_replay, tmp_model = logdir / f"replay.pkl.tmp-{pid}", logdir / f"checkpoint.tmp-{pid}.zip"
-    model.save_replay_buffer(tmp_replay)
-    model.save(tmp_model)
-    os.replace(tmp_replay, logdir / "replay.pkl")
-    os.replace(tmp_model, logdir / "checkpoint.zip")
+    model.save_replay_buffer(logdir / "replay.pkl")
+    model.save(logdir / "checkpoint.zip")
 
 
 def make_env(settings: TrainSettings, n_envs: int, seed: int):
@@ -87,7 +83,7 @@ def run(settings: TrainSettings) -> dict:
     from aime_agent.agent import AIME
 
     logdir = Path(settings.logdir)
-    for stale in logdir.glob("*.tmp-*"):  # left by a writer that was killed mid-save; the renamed files are intact
+    for stale in logdir.glob("*.tmp-*"):  # left by a writer killed mid-save; the renamed files are intact
         stale.unlink()
     agent_steps = settings.env_steps // settings.action_repeat
     env = make_env(settings, settings.n_envs, settings.seed)

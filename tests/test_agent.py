@@ -136,6 +136,8 @@ def test_evaluate_policy_and_callbacks_inside_learn(tmp_path):
 def test_replay_buffer_save_load_and_hdf5_round_trip(trained, tmp_path):
     model, _ = trained
     model.save_replay_buffer(tmp_path / "rb.pkl")
+    model.save_replay_buffer(tmp_path / "rb")  # SB3 adds the suffix
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rb.pkl"]  # written atomically, no temp left
     fresh = tiny_agent()
     fresh.load_replay_buffer(tmp_path / "rb.pkl")
     assert fresh.replay_buffer.size() == model.replay_buffer.size()
@@ -193,3 +195,17 @@ def test_preset_and_overrides_reach_the_config():
     assert model.policy.wm_optimizer.param_groups[0]["lr"] == 5e-4
     with pytest.raises(ValueError, match="unknown"):
         tiny_agent(no_such_field=1)
+
+
+def test_tensorboard_gets_scalars_and_images(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    model = tiny_agent(tensorboard_log=str(tmp_path), image_every=2)
+    model.learn(40, log_interval=1)
+    (run,) = list(tmp_path.iterdir())
+    events = EventAccumulator(str(run)).Reload()
+    assert {"images/reconstruction", "images/imagination"} <= set(events.Tags()["images"])
+    scalars = set(events.Tags()["scalars"])
+    for tag in ("train/wm_loss", "train/actor_loss", "train/critic_loss", "train/kl", "time/env_frames",
+                "rollout/ep_rew_mean", "train/lr_actor"):  # fmt: skip
+        assert tag in scalars, tag
