@@ -100,11 +100,10 @@ class SequenceReplayBuffer(ReplayBuffer):
         start = pos - count if count < self.capacity else pos
         return (start + np.arange(count)) % self.capacity
 
-    def _valid_starts(self, env: int, length: int) -> np.ndarray:
-        """Logical start indices of windows of ``length`` rows inside one episode."""
-        if self.storage is None or self.counts[env] < length:
+    def _valid_starts(self, env: int, order: np.ndarray, length: int) -> np.ndarray:
+        """Logical start indices of windows of ``length`` rows inside one episode (``order`` = ``_logical(env)``)."""
+        if self.storage is None or len(order) < length:
             return np.zeros(0, dtype=np.int64)
-        order = self._logical(env)
         first = self.storage["is_first"][env, order].astype(np.int64)
         # A window [s, s+length) is valid if no row after s starts an episode; the oldest rows of a
         # wrapped ring may begin mid-episode, which is fine (the window still lies inside one episode).
@@ -115,7 +114,8 @@ class SequenceReplayBuffer(ReplayBuffer):
     def sample_sequences(self, batch_size: int, length: int, rng: np.random.Generator | None = None) -> dict:
         """``batch_size`` windows of ``length`` rows, uniform over valid (env, start) pairs: (B, T, ...)."""
         rng = rng if rng is not None else np.random.default_rng()
-        starts = [self._valid_starts(e, length) for e in range(self.n_envs)]
+        orders = [self._logical(e) for e in range(self.n_envs)]  # once per call, not per window
+        starts = [self._valid_starts(e, orders[e], length) for e in range(self.n_envs)]
         sizes = np.array([len(s) for s in starts], dtype=np.float64)
         if sizes.sum() == 0:
             raise ValueError(f"the replay holds no window of {length} rows inside one episode yet "
@@ -123,9 +123,8 @@ class SequenceReplayBuffer(ReplayBuffer):
         envs = rng.choice(self.n_envs, size=batch_size, p=sizes / sizes.sum())
         out = {k: [] for k in KEYS}
         for env in envs:
-            order = self._logical(env)
             s = starts[env][rng.integers(len(starts[env]))]
-            rows = order[s : s + length]
+            rows = orders[env][s : s + length]
             for key in KEYS:
                 out[key].append(self.storage[key][env, rows])
         return {k: np.stack(v) for k, v in out.items()}

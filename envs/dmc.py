@@ -101,6 +101,7 @@ class DMCEnv(gym.Env):
         ensure_rendering()
         from dm_control import suite
         from dm_control.mujoco.engine import Camera
+        from dm_control.rl.control import PhysicsError
         from shimmy.dm_control_compatibility import DmControlCompatibilityV0
 
         self.image_size, self.action_repeat, self.frame_stack = int(image_size), int(action_repeat), int(frame_stack)
@@ -109,6 +110,7 @@ class DMCEnv(gym.Env):
         self.camera_id = default_camera(self.domain) if camera is None else int(camera)
         self._dmc = DmControlCompatibilityV0(suite.load(self.domain, self.task, task_kwargs={"random": seed}))
         self._physics = self._dmc._env.physics
+        self._physics_error = PhysicsError  # kept so that step() imports nothing on the hot path
         self._camera = Camera(self._physics, height=self.image_size, width=self.image_size, camera_id=self.camera_id)
         self._flags = RENDER_QUALITIES[render_quality]
 
@@ -157,8 +159,6 @@ class DMCEnv(gym.Env):
         return self._observe(dm_obs), {"env_steps": 0, "discount": 1.0}
 
     def step(self, action):
-        from dm_control.rl.control import PhysicsError
-
         if self._needs_reset:
             raise RuntimeError("The episode has ended (or reset() was never called): call reset() before step().")
         act = check_action(action, self.action_space.shape)
@@ -169,7 +169,7 @@ class DMCEnv(gym.Env):
         for _ in range(self.action_repeat):
             try:
                 timestep = dm_env.step(act)
-            except PhysicsError:
+            except self._physics_error:
                 physics_error = True
                 break
             self._env_steps += 1
