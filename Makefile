@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup train test test-slow lint bench-envs clean
+.PHONY: setup train test test-slow lint bench-envs bench-learning clean
 
 setup:
 	@VENV=$(VENV) scripts/bootstrap.sh
@@ -27,6 +27,11 @@ lint: setup
 
 bench-envs: setup
 	$(PY) benchmarks/env_throughput.py
+
+# Learning curves (hours on 2 cores; resumable: rerun to continue): LEARN_ARGS="--algo sac --seed 1" etc.
+LEARN_ARGS ?= --algo aime --env cartpole-swingup --seed 0
+bench-learning: setup
+	$(PY) benchmarks/learning.py $(LEARN_ARGS) && $(PY) benchmarks/learning.py --report
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

@@ -233,7 +233,8 @@ class AIME(OffPolicyAlgorithm):
             batch = self.replay_buffer.sample_sequences(batch_size, self.batch_length, self._replay_rng)
             wm_metrics, out = train_step(wm, self.policy.wm_optimizer, batch)
             start = LatentState(out["rnn"].flatten(0, 1), out["stoch"].flatten(0, 1)).detach()
-            for key, value in {**wm_metrics, **behavior.train_step(wm, start)}.items():
+            replay = {"feat": out["feat"], "reward": out["reward"], "cont": out["cont"]}
+            for key, value in {**wm_metrics, **behavior.train_step(wm, start, replay)}.items():
                 sums[key] += value
             self._n_updates += 1
             if self._n_updates % self.policy.config.agent.image_every == 0:

@@ -28,8 +28,12 @@ class ModelConfig:
     deter: int = 128  # h: recurrent state size
     stoch: int = 16  # z: stochastic latent size
     hidden: int = 128  # MLP width (posterior, prior, heads, cell input)
-    cell: str = "lstm"  # recurrence: "lstm" (LayerNorm LSTM) | "gru" (LayerNorm GRU)
-    prior: str = "gaussian"  # p(z|h): "gaussian"
+    cell: str = "lstm"  # recurrence: "lstm" (LayerNorm LSTM) | "lstm_stiefel" (W_h on the Stiefel manifold) | "gru"
+    prior: str = "gaussian"  # p(z|h): "gaussian" | "dpgmm" (stick-breaking mixture)
+    prior_components: int = 8  # DPGMM truncation K
+    prior_min_concentration: float = 0.1  # floor of the DPGMM's Beta stick concentrations
+    alpha_shape: float = 0.2  # Gamma(a0, b0) hyperprior of the DP concentration α (shape, rate): mean 0.2, weak,
+    alpha_rate: float = 1.0  # so one component when one suffices, more when the data asks (tests/test_dpgmm.py)
     min_std: float = 0.1  # floor of posterior / prior standard deviations
     reward_bins: int = 255  # symlog two-hot bins of the reward head (DreamerV3)
     reward_head_layers: int = 1
@@ -46,7 +50,8 @@ class LossConfig:
     kl_dyn: float = 0.5  # weight of KL(sg(q) ‖ p): trains the prior
     kl_rep: float = 0.1  # weight of KL(q ‖ sg(p)): trains the posterior
     free_nats: float = 1.0  # free bits, applied to the batch-mean KL (never per sample)
-    kl_estimator: str = "exact"  # "exact" (closed form where the prior has one) | "sample" (Monte Carlo)
+    kl_estimator: str = "exact"  # "exact" (closed form, else Monte Carlo) | "sample" (Monte Carlo) | "bound" (mixtures)
+    kl_samples: int = 1  # Monte Carlo samples S of the KL (the first is the rollout's own z)
 
 
 @dataclass
@@ -80,6 +85,7 @@ class BehaviorConfig:
     critic_bins: int = 255
     slow_critic_rate: float = 0.02  # EMA rate of the slow critic per update
     slow_reg: float = 1.0  # weight of the critic's regulariser toward the slow critic
+    replay_critic: float = 0.0  # weight of the critic loss on replayed sequences' real λ-returns (DreamerV3 repval)
     return_ema_rate: float = 0.01  # EMA rate of the P5/P95 return percentiles
     actor_min_std: float = 0.1
     actor_max_std: float = 1.0

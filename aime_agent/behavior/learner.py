@@ -9,6 +9,8 @@ the actor, then (all shapes (H+1, N) over s_0..s_H unless noted):
     actor     = −mean w_k [log π(a_k | s_k) sg(A_k) + η H(π(·|s_k))]        (REINFORCE, default)
               = −mean w_k [R^λ_k / S + η H(π(·|s_k))]                        (``actor_grad="dynamics"``)
     critic    = mean w_k [CE(v(s_k), twohot(sg R^λ_k)) + slow_reg · CE(v(s_k), twohot(v̄_k))]
+              + replay_critic · the same loss on the replayed posterior states, with λ-returns of the REAL
+                rewards and continue flags of the batch (bootstrapped by v̄; DreamerV3's ``repval``), (B, T−1)
 
 World-model parameters are frozen during this update: neither loss leaves a gradient on them.
 Actions fed to the dynamics are clipped to [−1, 1], as the environment clips them; log-probabilities
@@ -69,6 +71,16 @@ class Behavior(nn.Module):
         traj["raw_action"] = torch.stack(raw)
         return traj
 
+    def replay_critic_loss(self, replay: dict) -> torch.Tensor:
+        """Critic loss on replayed sequences: feat (B, T, F), reward and cont (B, T) of the batch (row t holds
+        the reward received on arriving at o_t, so the λ-return from t starts with reward[t+1])."""
+        cfg = self.config
+        feat = replay["feat"].detach().transpose(0, 1)  # (T, B, F): time first, as in imagination
+        with torch.no_grad():
+            returns = lambda_returns(replay["reward"].T, replay["cont"].T, self.critic.value(feat, slow=True),
+                                     cfg.gamma, cfg.lam)  # fmt: skip
+        return self.critic.loss(feat[:-1], returns, cfg.slow_reg).mean()
+
     def losses(self, world_model: WorldModel, start: LatentState) -> tuple[torch.Tensor, torch.Tensor, dict]:
         cfg = self.config
         with frozen(world_model):
@@ -97,9 +109,14 @@ class Behavior(nn.Module):
                    "action_std": dist.base_dist.scale.mean().item()}  # fmt: skip
         return actor_loss, critic_loss, metrics
 
-    def train_step(self, world_model: WorldModel, start: LatentState) -> dict:
-        """One update of actor and critic (separate optimizers), then the slow critic."""
+    def train_step(self, world_model: WorldModel, start: LatentState, replay: dict | None = None) -> dict:
+        """One update of actor and critic (separate optimizers), then the slow critic. ``replay`` (feat, reward,
+        cont of the batch's posterior rollout) adds the replay critic term when ``replay_critic`` > 0."""
         actor_loss, critic_loss, metrics = self.losses(world_model, start)
+        if replay is not None and self.config.replay_critic > 0:
+            replay_loss = self.replay_critic_loss(replay)
+            metrics["replay_critic_loss"] = replay_loss.item()
+            critic_loss = critic_loss + self.config.replay_critic * replay_loss
         if not (torch.isfinite(actor_loss) and torch.isfinite(critic_loss)):
             raise FloatingPointError(f"actor/critic loss is not finite: {metrics}")
         self.actor_opt.zero_grad(set_to_none=True)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Independent, Normal, kl_divergence
 
 from aime_agent.mlp import mlp
+
+ESTIMATORS = ("exact", "sample", "bound")
 
 
 class DiagGaussian(Independent):
@@ -36,20 +39,27 @@ class GaussianHead(nn.Module):
         return DiagGaussian(mean, F.softplus(raw) + self.min_std)
 
 
-def kl(q: DiagGaussian, p, z: Tensor | None = None, estimator: str = "exact") -> Tensor:
+def kl(q: DiagGaussian, p, z: Tensor | None = None, estimator: str = "exact", samples: int = 1) -> Tensor:
     """KL(q ‖ p) per row (N,).
 
-    ``exact``: the closed form where torch has one (Gaussian–Gaussian), else Monte Carlo.
-    ``sample``: log q(z) − log p(z) at ``z`` (a reparameterised sample of q; drawn if None). Its mean is
-    the KL; single values can be negative, which is why free bits apply to batch means only.
+    ``exact``: the closed form where torch has one (Gaussian–Gaussian), else ``sample``.
+    ``sample``: the mean over ``samples`` draws z_s ~ q of log q(z_s) − log p(z_s); the first is ``z`` (the
+    rollout's reparameterised sample) when given. Unbiased; single values can be negative, which is why
+    free bits apply to batch means only.
+    ``bound``: a closed-form upper bound, for priors that have one (mixtures: ``p.kl_upper_bound``).
     """
-    if estimator not in ("exact", "sample"):
-        raise ValueError(f"unknown KL estimator {estimator!r}; use 'exact' or 'sample'")
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"unknown KL estimator {estimator!r}; choose from {ESTIMATORS}")
+    if estimator == "bound":
+        if not hasattr(p, "kl_upper_bound"):
+            raise ValueError(f"KL estimator 'bound' needs a mixture prior; {type(p).__name__} has no upper bound")
+        return p.kl_upper_bound(q)
     if estimator == "exact":
         try:
             return kl_divergence(q, p)
-        except NotImplementedError:
+        except (NotImplementedError, TypeError):
             pass  # no closed form for this pair: fall through to Monte Carlo
-    if z is None:
-        z = q.rsample()
-    return q.log_prob(z) - p.log_prob(z)
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    draws = [q.rsample() if z is None else z] + [q.rsample() for _ in range(samples - 1)]
+    return torch.stack([q.log_prob(d) - p.log_prob(d) for d in draws]).mean(0)

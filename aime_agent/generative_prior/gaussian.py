@@ -17,6 +17,10 @@ class GaussianPrior(nn.Module):
     def forward(self, h: Tensor) -> DiagGaussian:
         return self.head(h)
 
+    def regularizer(self, dist: DiagGaussian) -> tuple[Tensor, dict[str, float]]:
+        """Extra prior terms of the loss: none for a Gaussian."""
+        return dist.mean.new_zeros(()), {}
+
     def stats(self, dist: DiagGaussian) -> dict[str, float]:
         """Scalars to log for a batch of prior distributions."""
         return {"prior_std": dist.std.detach().mean().item()}

@@ -7,6 +7,10 @@ checkpoints treat every cell alike; ``deter(state)`` → h (N, deter) is what th
   gates = LN(W_x x) + LN(W_h h) + b;  c' = σ(f)⊙c + σ(i)⊙tanh(g);  h' = σ(o)⊙tanh(LN(c')).
   state = [h, c] (N, 2·deter). The recurrent matrix W_h (4·deter × deter) is kept separate from W_x so
   that a Stiefel-manifold W_h can replace it.
+* ``StiefelLSTMCell`` — the same LSTM with W_h a ``geoopt.ManifoldParameter`` on the Stiefel manifold
+  {W ∈ R^{4H×H} : WᵀW = I} (orthonormal columns; Wisdom et al. 2016, Vorontsov et al. 2017: an
+  orthogonal recurrence neither explodes nor vanishes through W_h). ``geoopt.optim.RiemannianAdam``
+  keeps it on the manifold (``world_model.make_optimizer`` picks it whenever a model has one).
 * ``GRUCell`` — LayerNorm GRU as in DreamerV3: [r, u, n] = LN(W [x, h]); n' = tanh(σ(r)⊙n);
   u' = σ(u − 1); h' = u'⊙n' + (1 − u')⊙h. state = h (N, deter).
 """
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+import geoopt
 import torch
 from torch import Tensor, nn
 
@@ -69,6 +74,18 @@ class LSTMCell(RecurrentCell):
         return torch.cat([h, c], dim=-1)
 
 
+class StiefelLSTMCell(LSTMCell):
+    def __init__(self, input_size: int, deter: int):
+        super().__init__(input_size, deter)
+        # orthogonal_ init (4H × H, tall) already has WᵀW = I: it starts on the manifold.
+        self.w_h.weight = geoopt.ManifoldParameter(self.w_h.weight.detach().clone(), manifold=geoopt.Stiefel())
+
+    def orthogonality_error(self) -> float:
+        """‖WᵀW − I‖_F of the recurrent matrix."""
+        w = self.w_h.weight.detach()
+        return float(torch.linalg.matrix_norm(w.T @ w - torch.eye(w.shape[1], device=w.device, dtype=w.dtype)))
+
+
 class GRUCell(RecurrentCell):
     def __init__(self, input_size: int, deter: int):
         super().__init__(deter, deter)
@@ -82,7 +99,7 @@ class GRUCell(RecurrentCell):
         return update * cand + (1 - update) * state
 
 
-CELLS = {"lstm": LSTMCell, "gru": GRUCell}
+CELLS = {"lstm": LSTMCell, "lstm_stiefel": StiefelLSTMCell, "gru": GRUCell}
 
 
 def make_cell(name: str, input_size: int, deter: int) -> RecurrentCell:

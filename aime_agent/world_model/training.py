@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import geoopt
 import torch
 
 from aime_agent.config import AIMEConfig
@@ -9,7 +10,11 @@ from aime_agent.world_model.world_model import WorldModel
 
 
 def make_optimizer(model: WorldModel, config: AIMEConfig) -> torch.optim.Optimizer:
+    """Adam; ``geoopt.optim.RiemannianAdam`` when the model has manifold parameters (the Stiefel LSTM):
+    it steps plain parameters exactly as Adam and retracts manifold ones onto their manifold."""
     t = config.train
+    if any(isinstance(p, geoopt.ManifoldParameter) for p in model.parameters()):
+        return geoopt.optim.RiemannianAdam(model.parameters(), lr=t.lr, eps=t.eps, weight_decay=t.weight_decay)
     return torch.optim.Adam(model.parameters(), lr=t.lr, eps=t.eps, weight_decay=t.weight_decay)
 
 

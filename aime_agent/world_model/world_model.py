@@ -7,7 +7,8 @@ Generative model (RSSM form, PlaNet/Dreamer; DESIGN.md §2), for row t of the ba
     z_t ~ q(z_t | h_t, e_t),  e_t = Enc(x_t) posterior (the only place frames enter)
     x_t ~ N(Dec(h_t, z_t), I);  r_t ~ TwoHot(h_t, z_t);  c_t ~ Bernoulli(h_t, z_t)
 
-Loss per row: −log p(x_t|·) + 0.5·L_dyn + 0.1·L_rep − log p(r_t|·) − log p(c_t|·) (``losses.py``).
+Loss per row: −log p(x_t|·) + 0.5·(L_dyn + R_prior) + 0.1·L_rep − log p(r_t|·) − log p(c_t|·) (``losses.py``);
+R_prior is the prior's own regulariser (the DPGMM's stick and concentration KLs; 0 for a Gaussian).
 
 Shapes: B batch, T time, N = B·T or an imagination batch, S image side, A actions,
 H = deter, Z = stoch, F = H + Z, E = embed dim, R = the cell's state size (2H for the LSTM).
@@ -48,7 +49,7 @@ class WorldModel(nn.Module):
         self.encoder = ConvEncoder(m.cnn_depth, m.res_blocks, m.image_size)
         self.cell_input = nn.Sequential(nn.Linear(m.stoch + action_dim, m.hidden), nn.LayerNorm(m.hidden), nn.SiLU())
         self.cell = make_cell(m.cell, m.hidden, m.deter)
-        self.prior = make_prior(m.prior, m.deter, m.stoch, m.hidden, m.min_std)
+        self.prior = make_prior(m)
         self.posterior = GaussianHead(m.deter + self.encoder.embed_dim, m.stoch, m.hidden, m.min_std)
         self.feat_dim = m.deter + m.stoch
         self.decoder = ConvDecoder(self.feat_dim, m.cnn_depth, m.res_blocks, m.image_size)
@@ -184,16 +185,19 @@ class WorldModel(nn.Module):
         image = inputs["image"]
         recon_nll = -ConvDecoder.log_prob(image.flatten(0, 1), recon_mean.flatten(0, 1)).mean()
         dyn, rep, kl_value = balanced_kl(out["post"], out["prior"], out["stoch"].flatten(0, 1), cfg.free_nats,
-                                         cfg.kl_estimator)  # fmt: skip
+                                         cfg.kl_estimator, cfg.kl_samples)  # fmt: skip
+        prior_reg, prior_terms = self.prior.regularizer(out["prior"])  # the DPGMM's stick and α terms
         reward = self.reward_head.loss(feat, inputs["reward"]).mean()
         cont = self.cont_head.loss(feat, inputs["cont"]).mean()
-        total = cfg.recon * recon_nll + cfg.kl_dyn * dyn + cfg.kl_rep * rep + cfg.reward * reward + cfg.cont * cont
+        total = cfg.recon * recon_nll + cfg.kl_dyn * (dyn + prior_reg) + cfg.kl_rep * rep + cfg.reward * reward
+        total = total + cfg.cont * cont
         metrics = {
             "wm_loss": total.item(), "recon": recon_nll.item(),
             "recon_mse": (recon_mean.detach() - image).pow(2).mean().item(),
             "kl": kl_value.item(), "kl_dyn_loss": dyn.item(), "kl_rep_loss": rep.item(),
             "reward": reward.item(), "cont": cont.item(),
-            "post_std": out["post_std"].mean().item(), **self.prior.stats(out["prior"]),
+            "post_std": out["post_std"].mean().item(), **prior_terms, **self.prior.stats(out["prior"]),
         }  # fmt: skip
         out["recon_mean"] = recon_mean
+        out["reward"], out["cont"] = inputs["reward"], inputs["cont"]  # (B, T) targets, for the replay critic
         return total, metrics, out

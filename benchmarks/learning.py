@@ -1,0 +1,236 @@
+"""Learning curves on DMC pixel tasks: AIME beside SB3's SAC, resumable, one CSV per run.
+
+Every ``--eval-every`` env steps (dm_control control steps) the deterministic policy is evaluated on
+``--eval-episodes`` episodes of a separate env, a row is appended to ``<csv-dir>/<algo>-<task>-s<seed>.csv``
+(env steps, eval return mean/std, wall time, updates, env steps/s), and the run is checkpointed
+atomically under ``--runs``. Rerunning the same command resumes from the last checkpoint, so a run may
+span sessions; only the CSVs belong in git. ``--report`` turns the CSVs into docs/benchmarks/learning.md
+and learning.png.
+
+    python benchmarks/learning.py --algo aime --env cartpole-swingup --seed 0            # 100k env steps
+    python benchmarks/learning.py --algo sac --env cartpole-swingup --seed 0
+    python benchmarks/learning.py --report
+
+AIME: ``--preset small`` (its default replay ratio), ``fast`` rendering, action repeat 2. SAC:
+``CnnPolicy`` with 3 stacked frames (VecFrameStack, as SB3 users would), buffer 100k, SB3's defaults
+otherwise, the same env, action repeat and rendering.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CSV_DIR = ROOT / "docs" / "benchmarks" / "learning"
+RUNS = ROOT / "runs" / "learning"
+FIELDS = ["env_steps", "eval_return_mean", "eval_return_std", "wall_s", "updates", "env_steps_per_s"]
+ACTION_REPEAT = 2
+
+
+def make_env(task: str, seed: int, frame_stack: int = 0):
+    from aime_agent.train import TrainSettings
+    from aime_agent.train import make_env as make_vec
+
+    env = make_vec(TrainSettings(env=task, action_repeat=ACTION_REPEAT, render_quality="fast"), 1, seed)
+    if frame_stack:
+        from stable_baselines3.common.vec_env import VecFrameStack
+
+        env = VecFrameStack(env, frame_stack)
+    return env
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with path.open() as f:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    for row in rows:
+        row["env_steps"], row["updates"] = int(row["env_steps"]), int(row["updates"])
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    """Atomically: a temp file, then rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def build(args, env):
+    if args.algo == "aime":
+        from aime_agent import AIME
+
+        return AIME("CnnPolicy", env, preset=args.preset, seed=args.seed, **args.override)
+    from stable_baselines3 import SAC
+
+    return SAC("CnnPolicy", env, buffer_size=args.sac_buffer, seed=args.seed, optimize_memory_usage=True,
+               replay_buffer_kwargs={"handle_timeout_termination": False}, **args.override)  # fmt: skip
+
+
+def load(algo: str, rundir: Path, env):
+    if algo == "aime":
+        from aime_agent import AIME
+
+        return AIME.load(rundir / "checkpoint.zip", env=env)
+    from stable_baselines3 import SAC
+
+    return SAC.load(rundir / "checkpoint.zip", env=env)
+
+
+def save(model, rundir: Path) -> None:
+    """Replay first, then the model; both atomically (temp file + rename)."""
+    rundir.mkdir(parents=True, exist_ok=True)
+    for name, saver in (("replay.pkl", model.save_replay_buffer), ("checkpoint.zip", model.save)):
+        tmp = rundir / f"tmp-{os.getpid()}-{name}"
+        saver(tmp)
+        os.replace(tmp, rundir / name)
+
+
+def run(args) -> None:
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    name = f"{args.algo}-{args.env}-s{args.seed}"
+    csv_path, rundir = args.csv_dir / f"{name}.csv", args.runs / name
+    rows = read_rows(csv_path)
+    stack = 3 if args.algo == "sac" else 0
+    env, eval_env = make_env(args.env, args.seed, stack), make_env(args.env, args.seed + 10_000, stack)
+    if (rundir / "checkpoint.zip").exists():
+        model = load(args.algo, rundir, env)
+        model.load_replay_buffer(rundir / "replay.pkl")
+        rows = [r for r in rows if r["env_steps"] <= model.num_timesteps * ACTION_REPEAT]
+        print(f"{name}: resuming at {model.num_timesteps * ACTION_REPEAT} env steps", flush=True)
+    else:
+        model, rows = build(args, env), []
+    wall = rows[-1]["wall_s"] if rows else 0.0
+    while model.num_timesteps * ACTION_REPEAT < args.env_steps:
+        done = model.num_timesteps * ACTION_REPEAT
+        chunk = min(args.eval_every - done % args.eval_every, args.env_steps - done) // ACTION_REPEAT
+        start = time.perf_counter()
+        model.learn(chunk, reset_num_timesteps=False)
+        elapsed = time.perf_counter() - start
+        wall += elapsed
+        returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True,
+                                     return_episode_rewards=True)  # fmt: skip
+        rows.append({"env_steps": model.num_timesteps * ACTION_REPEAT, "eval_return_mean": float(np.mean(returns)),
+                     "eval_return_std": float(np.std(returns)), "wall_s": wall, "updates": model._n_updates,
+                     "env_steps_per_s": chunk * ACTION_REPEAT / elapsed})  # fmt: skip
+        save(model, rundir)
+        write_rows(csv_path, rows)
+        print(f"{name}: {rows[-1]}", flush=True)
+
+
+# Published scores at 100k env steps (DESIGN.md §5; ../shared/reference/anchors.md): DreamerV3's per-seed files,
+# DrQ-v2 and MR.Q from their papers' score files. Labelled "published" wherever they appear.
+PUBLISHED_100K = {
+    "cartpole-swingup": {"DreamerV3": 483, "DrQ-v2": 479, "MR.Q": 317},
+    "cartpole-balance": {"DreamerV3": 863, "DrQ-v2": 987, "MR.Q": 920},
+}
+MILESTONES = (20_000, 50_000, 100_000)
+
+
+def at(rows: list[dict], env_steps: int) -> dict | None:
+    """The evaluation row at exactly ``env_steps``, if the run got there."""
+    return next((r for r in rows if int(r["env_steps"]) == env_steps), None)
+
+
+def write_report(csv_dir: Path, out: Path) -> None:
+    """docs/benchmarks/learning.md (tables) and learning.png (per-seed curves) from the per-run CSVs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {p.stem: read_rows(p) for p in sorted(csv_dir.glob("*.csv"))}
+    runs = {k: v for k, v in runs.items() if v}
+    lines = ["# Learning curves on DMC pixel tasks (generated by `benchmarks/learning.py --report`)", "",
+             "Deterministic evaluation return, 5 episodes every 10k env steps (dm_control control steps; action "
+             "repeat 2, `fast` rendering, 64×64 pixels), on the 2-core CPU machine. AIME: preset `small` at its "
+             "default replay ratio. SAC: SB3 `CnnPolicy`, 3 stacked frames, buffer 100k. A run not yet at a "
+             "milestone shows –. Raw per-seed CSVs: [learning/](learning/).", "",
+             "| run | " + " | ".join(f"{m // 1000}k" for m in MILESTONES)
+             + " | env steps done | wall h per 100k env steps | env steps/s | updates/s |",
+             "|---|" + "---:|" * len(MILESTONES) + "---:|---:|---:|---:|"]  # fmt: skip
+    for name, rows in runs.items():
+        cells = []
+        for m in MILESTONES:
+            row = at(rows, m)
+            cells.append(f"{row['eval_return_mean']:.0f} ± {row['eval_return_std']:.0f}" if row else "–")
+        last = rows[-1]
+        per_100k = last["wall_s"] / last["env_steps"] * 100_000 / 3600
+        steps_per_s = last["env_steps"] / last["wall_s"]
+        updates_per_s = last["updates"] / last["wall_s"] if last["updates"] else float("nan")
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {int(last['env_steps'])} | {per_100k:.2f} | "
+                     f"{steps_per_s:.1f} | {updates_per_s:.2f} |")  # fmt: skip
+    lines += ["", "Across seeds at 100k env steps (runs that got there), beside published scores at 100k:", "",
+              "| algo | task | seeds | mean | min | published at 100k |", "|---|---|---:|---:|---:|---|"]  # fmt: skip
+    groups: dict[tuple[str, str], list[float]] = {}
+    for name, rows in runs.items():
+        algo, rest = name.split("-", 1)
+        task = rest.rsplit("-s", 1)[0]
+        row = at(rows, 100_000)
+        if row:
+            groups.setdefault((algo, task), []).append(row["eval_return_mean"])
+    for (algo, task), values in sorted(groups.items()):
+        published = ", ".join(f"{k} {v}" for k, v in PUBLISHED_100K.get(task, {}).items())
+        lines.append(f"| {algo} | {task} | {len(values)} | {np.mean(values):.0f} | {np.min(values):.0f} | "
+                     f"{published} (published) |")  # fmt: skip
+    lines += ["", "Wall time includes evaluation. Reproduce: `python benchmarks/learning.py --algo aime --env "
+              "cartpole-swingup --seed 0` (and `--algo sac`, other `--env`/`--seed`); each run resumes from "
+              "`runs/learning/<run>/` after an interruption; then `python benchmarks/learning.py --report`.",
+              "", "![per-seed learning curves](learning.png)"]  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "learning.md").write_text("\n".join(lines) + "\n")
+    tasks = sorted({name.split("-", 1)[1].rsplit("-s", 1)[0] for name in runs})
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5 * max(1, len(tasks)), 3.5), squeeze=False)
+    for ax, task in zip(axes[0], tasks, strict=False):
+        for name, rows in runs.items():
+            if name.split("-", 1)[1].rsplit("-s", 1)[0] != task:
+                continue
+            ax.plot([r["env_steps"] for r in rows], [r["eval_return_mean"] for r in rows], marker="o", label=name)
+        for label, value in PUBLISHED_100K.get(task, {}).items():
+            ax.scatter([100_000], [value], marker="*", s=80, label=f"{label} (published)")
+        ax.set(title=task, xlabel="env steps", ylabel="eval return", ylim=(0, 1000))
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "learning.png", dpi=110)
+
+
+def main(argv=None) -> None:
+    from aime_agent.cli import parse_overrides
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--algo", choices=["aime", "sac"], default="aime")
+    parser.add_argument("--env", default="cartpole-swingup")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--env-steps", type=int, default=100_000)
+    parser.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations")
+    parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--override", nargs="*", default=[], type=str,
+                        help="key=value: AIME config fields, or SAC keyword arguments")  # fmt: skip
+    parser.add_argument("--sac-buffer", type=int, default=100_000)
+    parser.add_argument("--csv-dir", type=Path, default=CSV_DIR)
+    parser.add_argument("--runs", type=Path, default=RUNS)
+    parser.add_argument("--report", action="store_true", help="write docs/benchmarks/learning.md from the CSVs")
+    args = parser.parse_args(argv)
+    if args.report:
+        write_report(args.csv_dir, ROOT / "docs" / "benchmarks")
+        return
+    if args.eval_every % ACTION_REPEAT or args.env_steps % ACTION_REPEAT:
+        parser.error(f"--eval-every and --env-steps must be multiples of the action repeat ({ACTION_REPEAT})")
+    args.override = parse_overrides(args.override)
+    run(args)
+
+
+if __name__ == "__main__":
+    main()
