@@ -81,3 +81,25 @@ def test_actor_is_bounded_and_critic_slow_copy_tracks():
         critic.net[-1].bias.fill_(0.3)
     critic.update_slow(0.5)
     torch.testing.assert_close(critic.slow[-1].bias, torch.full((31,), 0.15))
+
+
+def test_replay_critic_targets_are_the_real_lambda_returns():
+    """With a zero slow critic and λ = 1, the replay targets are the discounted sums of the batch's real rewards,
+    reward[t+1] first (row t+1 holds the reward received on arriving at o_{t+1}); a zero continue flag cuts them."""
+    torch.manual_seed(0)
+    config = preset("tiny", replay_critic=0.5, gamma=0.5, lam=1.0, slow_reg=0.0)
+    behavior = Behavior(config.behavior, 4, 1, 16)
+    feat = torch.randn(1, 4, 4)
+    reward = torch.tensor([[9.0, 1.0, 2.0, 4.0]])
+    cont = torch.tensor([[1.0, 1.0, 0.0, 1.0]])
+    targets = []
+    behavior.critic.loss = lambda f, target, slow_reg: targets.append(target) or torch.zeros(f.shape[:-1])
+    behavior.replay_critic_loss({"feat": feat, "reward": reward, "cont": cont})
+    # t=0: 1 + 0.5·1·2 + (cut by cont[2] = 0) = 2;  t=1: 2 + 0 = 2;  t=2: 4 + 0.5·v̄(s_3) = 4
+    torch.testing.assert_close(targets[0], torch.tensor([[2.0], [2.0], [4.0]]))
+    start = LatentState(torch.randn(3, 2 * 32), torch.randn(3, 8))
+    model = WorldModel(config, action_dim=1)
+    behavior = Behavior(config.behavior, model.feat_dim, 1, config.model.hidden)
+    replay = {"feat": torch.randn(2, 5, model.feat_dim), "reward": torch.rand(2, 5), "cont": torch.ones(2, 5)}
+    assert "replay_critic_loss" in behavior.train_step(model, start, replay)
+    assert "replay_critic_loss" not in behavior.train_step(model, start)

@@ -82,3 +82,27 @@ def test_dpgmm_world_model_loss_has_named_finite_terms(cartpole_batch, estimator
     assert model.prior.net[-1].weight.grad.abs().sum() > 0
     traj = model.imagine(out["last"], lambda f: torch.tanh(f[:, :1]), horizon=4)  # sticks → component → z
     assert torch.isfinite(traj["feat"]).all()
+
+
+def test_agent_with_dpgmm_and_stiefel_saves_and_loads(tmp_path):
+    import zipfile
+
+    import envs
+    from aime_agent import AIME
+
+    env = envs.make("cartpole-balance", render_quality="fast", max_env_steps=40, seed=0)
+    model = AIME("CnnPolicy", env, preset="tiny", seed=0, learning_starts=24, train_freq=4, prior="dpgmm",
+                 cell="lstm_stiefel")  # fmt: skip
+    model.learn(48)
+    assert isinstance(model.policy.wm_optimizer, geoopt.optim.RiemannianAdam) and model._n_updates > 0
+    assert model.policy.world_model.cell.orthogonality_error() < 1e-4
+    model.save(tmp_path / "aime.zip")
+    obs = env.reset(seed=3)[0]
+    before, _ = model.predict(obs, deterministic=True)
+    loaded = AIME.load(tmp_path / "aime.zip")
+    after, _ = loaded.predict(obs, deterministic=True)
+    np.testing.assert_array_equal(before, after)
+    with zipfile.ZipFile(tmp_path / "aime.zip") as zf:
+        for name in (n for n in zf.namelist() if n.endswith(".pth")):
+            with zf.open(name) as f:
+                torch.load(f, weights_only=True)
