@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test` runs 2 workers on 2 cores: one torch thread each
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("AIME_TEST_THREADS", "1")))
 
 
 @pytest.fixture(scope="session")
