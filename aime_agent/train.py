@@ -7,6 +7,7 @@ killed run loses at most the steps since its last checkpoint. TensorBoard logs g
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,11 +62,16 @@ class AtomicCheckpoint(BaseCallback):
 
 
 def save_run(model, logdir: Path) -> None:
-    """Replay first, then the model (each written atomically by ``AIME``): the newest model checkpoint
-    never counts steps its replay file lacks."""
+    """Replay first, then the model, each to a temp file then renamed (for any SB3 algorithm, not only
+    ``AIME``): the newest model checkpoint never counts steps its replay file lacks."""
     logdir.mkdir(parents=True, exist_ok=True)
-    model.save_replay_buffer(logdir / "replay.pkl")
-    model.save(logdir / "checkpoint.zip")
+    for name, saver in (("replay.pkl", model.save_replay_buffer), ("checkpoint.zip", model.save)):
+        tmp = logdir / f"{name.split('.')[0]}.tmp-{os.getpid()}.{name.split('.')[1]}"
+        try:
+            saver(tmp)
+            os.replace(tmp, logdir / name)
+        finally:
+            tmp.unlink(missing_ok=True)
 
 
 def make_env(settings: TrainSettings, n_envs: int, seed: int):

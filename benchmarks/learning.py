@@ -87,17 +87,10 @@ def load(algo: str, rundir: Path, env):
     return SAC.load(rundir / "checkpoint.zip", env=env)
 
 
-def save(model, rundir: Path) -> None:
-    """Replay first, then the model; both atomically (temp file + rename)."""
-    rundir.mkdir(parents=True, exist_ok=True)
-    for name, saver in (("replay.pkl", model.save_replay_buffer), ("checkpoint.zip", model.save)):
-        tmp = rundir / f"tmp-{os.getpid()}-{name}"
-        saver(tmp)
-        os.replace(tmp, rundir / name)
-
-
 def run(args) -> None:
     from stable_baselines3.common.evaluation import evaluate_policy
+
+    from aime_agent.train import save_run
 
     name = f"{args.algo}-{args.env}-s{args.seed}"
     csv_path, rundir = args.csv_dir / f"{name}.csv", args.runs / name
@@ -124,7 +117,7 @@ def run(args) -> None:
         rows.append({"env_steps": model.num_timesteps * ACTION_REPEAT, "eval_return_mean": float(np.mean(returns)),
                      "eval_return_std": float(np.std(returns)), "wall_s": wall, "updates": model._n_updates,
                      "env_steps_per_s": chunk * ACTION_REPEAT / elapsed})  # fmt: skip
-        save(model, rundir)
+        save_run(model, rundir)
         write_rows(csv_path, rows)
         print(f"{name}: {rows[-1]}", flush=True)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributions import Independent, Normal, kl_divergence
+from torch.distributions import Distribution, Independent, Normal, kl_divergence
 
 from aime_agent.mlp import mlp
 
@@ -54,11 +54,11 @@ def kl(q: DiagGaussian, p, z: Tensor | None = None, estimator: str = "exact", sa
         if not hasattr(p, "kl_upper_bound"):
             raise ValueError(f"KL estimator 'bound' needs a mixture prior; {type(p).__name__} has no upper bound")
         return p.kl_upper_bound(q)
-    if estimator == "exact":
+    if estimator == "exact" and isinstance(p, Distribution):  # a mixture prior is not one: no closed form
         try:
             return kl_divergence(q, p)
-        except (NotImplementedError, TypeError):
-            pass  # no closed form for this pair: fall through to Monte Carlo
+        except NotImplementedError:
+            pass  # torch has no closed form for this pair: fall through to Monte Carlo
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
     draws = [q.rsample() if z is None else z] + [q.rsample() for _ in range(samples - 1)]

@@ -28,6 +28,7 @@ from torch.distributions import Categorical, Normal
 from aime_agent.generative_prior.base import DiagGaussian
 from aime_agent.generative_prior.sticks import (
     concentration_kl,
+    expected_log_1mv,
     expected_log_weights,
     log_stick_breaking,
     sample_log_sticks,
@@ -158,7 +159,7 @@ class DPGMMPrior(nn.Module):
 
         It maximises −(mean_rows Σ_k stick_term_k + KL(q(α) ‖ p(α))) over q(α) exactly, which gradient
         steps on (w₁, w₂) would take thousands of updates to reach (w₂ grows like (K − 1)/α)."""
-        e_log_1mv = (torch.digamma(dist.b) - torch.digamma(dist.a + dist.b)).sum(-1).mean()
+        e_log_1mv = expected_log_1mv(dist.a, dist.b).sum(-1).mean()
         a0, b0 = self.alpha_prior
         self.w.copy_(torch.stack([self.w.new_tensor(a0 + self.k - 1), b0 - e_log_1mv.to(self.w)]))
 

@@ -64,11 +64,15 @@ def expected_log_weights(a: Tensor, b: Tensor) -> Tensor:
     return log_stick_breaking(torch.log(a) - log_total, torch.log(b) - log_total)
 
 
+def expected_log_1mv(a: Tensor, b: Tensor) -> Tensor:
+    """E_q[log(1 − v)] = ψ(b) − ψ(a + b) for v ~ Beta(a, b)."""
+    return torch.digamma(b) - torch.digamma(a + b)
+
+
 def stick_terms(a: Tensor, b: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
     """E_q[log q(v_k) − log p(v_k | α)] per stick (..., K − 1), with q(α) = Gamma(w₁, w₂) (see module doc)."""
     e_log_alpha = torch.digamma(w1) - torch.log(w2)
-    e_log_1mv = torch.digamma(b) - torch.digamma(a + b)
-    return -Beta(a, b).entropy() - e_log_alpha - (w1 / w2 - 1) * e_log_1mv
+    return -Beta(a, b).entropy() - e_log_alpha - (w1 / w2 - 1) * expected_log_1mv(a, b)
 
 
 def concentration_kl(w1: Tensor, w2: Tensor, a0: float, b0: float) -> Tensor:
