@@ -143,6 +143,23 @@ class SequenceReplayBuffer(ReplayBuffer):
             yield {k: self.storage[k][env, rows] for k in KEYS}
 
     # -- persistence ----------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        """Pickle (SB3's ``save_replay_buffer``) only the rows written so far: a ring that has not wrapped
+        fills rows [0, count) of each env, so a buffer 10% full pickles 10% of its capacity."""
+        state = self.__dict__.copy()
+        if self.storage is not None:
+            used = int(self.counts.max())
+            state["storage"] = {k: v[:, :used] for k, v in self.storage.items()}
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        stored = self.storage
+        if stored is not None and stored["obs"].shape[1] < self.capacity:
+            self._allocate()
+            for key, value in stored.items():
+                self.storage[key][:, : value.shape[1]] = value
+
     def save_hdf5(self, path: str | os.PathLike, **metadata) -> int:
         """Write every complete stored episode to an HDF5 dataset (atomically). Returns the count."""
         count = 0

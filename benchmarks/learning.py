@@ -89,6 +89,7 @@ def load(algo: str, rundir: Path, env):
 
 def run(args) -> None:
     from stable_baselines3.common.evaluation import evaluate_policy
+    from stable_baselines3.common.logger import configure as configure_logger
 
     from aime_agent.train import save_run
 
@@ -105,6 +106,10 @@ def run(args) -> None:
     else:
         model, rows = build(args, env), []
     wall = rows[-1]["wall_s"] if rows else 0.0
+    # Training metrics (losses, imagined returns, episode returns) for diagnosis: one folder per resumed segment,
+    # because SB3's CSV writer truncates its file.
+    segment = rundir / "logs" / f"from-{model.num_timesteps * ACTION_REPEAT}"
+    model.set_logger(configure_logger(str(segment), ["csv", "tensorboard"]))
     while model.num_timesteps * ACTION_REPEAT < args.env_steps:
         done = model.num_timesteps * ACTION_REPEAT
         chunk = min(args.eval_every - done % args.eval_every, args.env_steps - done) // ACTION_REPEAT

@@ -148,6 +148,31 @@ def test_replay_buffer_save_load_and_hdf5_round_trip(trained, tmp_path):
                                   next(model.replay_buffer.episodes(0))["obs"])  # fmt: skip
 
 
+def test_replay_pickle_holds_only_written_rows_and_restores_the_ring():
+    import pickle
+
+    from aime_agent.replay import SequenceReplayBuffer
+
+    space = gym.spaces.Box(0, 255, (3, 8, 8), np.uint8)
+    actions = gym.spaces.Box(-1, 1, (1,), np.float32)
+    buffer = SequenceReplayBuffer(1000, space, actions, device="cpu", n_envs=2)
+    rng = np.random.default_rng(0)
+    for t in range(30):
+        for env in range(2):
+            buffer.add_row(env, rng.integers(0, 255, (3, 8, 8), dtype=np.uint8), rng.uniform(-1, 1, 1), float(t),
+                           is_first=t == 0)  # fmt: skip
+    blob = pickle.dumps(buffer)
+    assert len(blob) < 0.1 * buffer.storage["obs"].nbytes  # 30 of 500 rows per env, not the whole ring
+    restored = pickle.loads(blob)
+    assert restored.storage["obs"].shape == buffer.storage["obs"].shape  # full capacity again, to keep writing
+    for key in buffer.storage:
+        np.testing.assert_array_equal(restored.storage[key], buffer.storage[key])
+    np.testing.assert_array_equal(restored.sample_sequences(4, 8, np.random.default_rng(1))["obs"],
+                                  buffer.sample_sequences(4, 8, np.random.default_rng(1))["obs"])  # fmt: skip
+    restored.add_row(0, np.zeros((3, 8, 8), np.uint8), np.zeros(1), 1.0)
+    assert restored.size() == 61
+
+
 def test_fixed_seed_gives_identical_parameters():
     a = tiny_agent()
     a.learn(40)  # the seed is set at construction; learn draws from the global generators, as in SB3
