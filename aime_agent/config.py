@@ -76,7 +76,10 @@ class BehaviorConfig:
     gamma: float = 0.997  # discount (DreamerV3: horizon 333)
     lam: float = 0.95  # λ of the λ-returns
     entropy: float = 3e-4  # actor entropy bonus η
-    actor_grad: str = "reinforce"  # "reinforce" (score function, normalised advantage) | "dynamics" (backprop)
+    # "dynamics" (backprop through the imagined rollout, DreamerV3's published DMC setting) | "reinforce" (score
+    # function with the normalised advantage) | "auto": dynamics for the Gaussian prior, reinforce for the DPGMM,
+    # whose sampled mixture component has no pathwise gradient (DESIGN.md §2 Behaviour)
+    actor_grad: str = "auto"
     actor_lr: float = 8e-5
     critic_lr: float = 8e-5
     eps: float = 1e-5
@@ -84,6 +87,7 @@ class BehaviorConfig:
     layers: int = 2  # hidden layers of actor and critic (width = model.hidden)
     critic_bins: int = 255
     slow_critic_rate: float = 0.02  # EMA rate of the slow critic per update
+    slow_target: bool = False  # bootstrap λ-returns from the slow critic (DreamerV2) instead of the online one (V3)
     slow_reg: float = 1.0  # weight of the critic's regulariser toward the slow critic
     replay_critic: float = 0.0  # weight of the critic loss on replayed sequences' real λ-returns (DreamerV3 repval)
     return_ema_rate: float = 0.01  # EMA rate of the P5/P95 return percentiles

@@ -40,7 +40,7 @@ class AIMEPolicy(BasePolicy):
         self.action_dim = int(np.prod(action_space.shape))
         self.world_model = WorldModel(self.config, self.action_dim)
         m = self.config.model
-        self.behavior = Behavior(self.config.behavior, self.world_model.feat_dim, self.action_dim, m.hidden)
+        self.behavior = Behavior(self.config.behavior, self.world_model.feat_dim, self.action_dim, m.hidden, m.prior)
         self.wm_optimizer = make_optimizer(self.world_model, self.config)
         self.optimizer = self.wm_optimizer
 

@@ -9,6 +9,10 @@ model*, the actor-critic is at fault; if it does there but not in the env, the m
 
     aime collect --env cartpole-balance --episodes 40 --render-quality fast --out data/cartpole-balance-random-40.h5
     python benchmarks/behavior_offline.py --data data/cartpole-balance-random-40.h5 --set gamma=0.99 horizon=15
+
+``--checkpoint runs/learning/<run>`` instead takes the world model and replay of an online run (its
+``checkpoint.zip`` and ``replay.pkl``, e.g. from ``benchmarks/learning.py``) and trains a fresh actor-critic
+on them, so behaviour settings can be compared on the data and model an online run really had.
 """
 
 from __future__ import annotations
@@ -40,17 +44,33 @@ def imagined_reward_sums(wm, actor, start, horizon: int = 15) -> dict[str, float
     return out
 
 
+def pretrain(model, cache: Path, updates: int, rng: np.random.Generator) -> None:
+    """Train the agent's world model for ``updates`` on its replay, or load the result cached at ``cache``."""
+    from aime_agent.world_model import train_step
+
+    wm = model.policy.world_model
+    if cache.exists():
+        wm.load_state_dict(torch.load(cache, weights_only=True))
+        return
+    for _ in range(updates):
+        train_step(wm, model.policy.wm_optimizer, model.replay_buffer.sample_sequences(16, 16, rng))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(wm.state_dict(), cache)
+
+
 def main(argv=None) -> None:
     from stable_baselines3.common.evaluation import evaluate_policy
 
     from aime_agent import AIME
     from aime_agent.cli import parse_overrides
     from aime_agent.train import TrainSettings, make_env
-    from aime_agent.world_model import LatentState, train_step
+    from aime_agent.world_model import LatentState
     from envs.dataset import EpisodeDataset
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="an `aime collect` dataset: pretrain a world model on it")
+    source.add_argument("--checkpoint", type=Path, help="a run folder with checkpoint.zip and replay.pkl")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--wm-updates", type=int, default=3000)
     parser.add_argument("--updates", type=int, default=4000)
@@ -58,22 +78,27 @@ def main(argv=None) -> None:
     parser.add_argument("--eval-episodes", type=int, default=3)
     parser.add_argument("--set", nargs="*", default=[], help="config overrides, key=value")
     args = parser.parse_args(argv)
-    task = EpisodeDataset(args.data).metadata["env_id"].split("/")[1].removesuffix("-v0")
-    settings = TrainSettings(env=task, render_quality="fast")
     overrides = parse_overrides(args.set)
+    if args.checkpoint:
+        online = AIME.load(args.checkpoint / "checkpoint.zip")
+        task = args.checkpoint.name.split("-", 1)[1].rsplit("-s", 1)[0]
+        config = online.policy.config
+        args.preset = config.preset
+        overrides = {**{f"model.{k}": v for k, v in config.to_dict()["model"].items()}, **overrides}
+    else:
+        task = EpisodeDataset(args.data).metadata["env_id"].split("/")[1].removesuffix("-v0")
+    settings = TrainSettings(env=task, render_quality="fast")
     model = AIME("CnnPolicy", make_env(settings, 1, 0), preset=args.preset, seed=0, batch_size=16, batch_length=16,
                  **overrides)  # fmt: skip
-    model.replay_buffer.add_dataset(str(args.data))
     wm, behavior = model.policy.world_model, model.policy.behavior
     rng, start_time = np.random.default_rng(0), time.perf_counter()
-    cache = ROOT / "runs" / "behavior_offline" / f"{args.data.stem}-{args.preset}-{args.wm_updates}.pt"
-    if cache.exists():
-        wm.load_state_dict(torch.load(cache, weights_only=True))
+    if args.checkpoint:
+        model.load_replay_buffer(args.checkpoint / "replay.pkl")
+        wm.load_state_dict(online.policy.world_model.state_dict())
     else:
-        for _ in range(args.wm_updates):
-            train_step(wm, model.policy.wm_optimizer, model.replay_buffer.sample_sequences(16, 16, rng))
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(wm.state_dict(), cache)
+        model.replay_buffer.add_dataset(str(args.data))
+        pretrain(model, ROOT / "runs" / "behavior_offline" / f"{args.data.stem}-{args.preset}-{args.wm_updates}.pt",
+                 args.wm_updates, rng)  # fmt: skip
     probe = model.replay_buffer.sample_sequences(32, 16, np.random.default_rng(99))
     with torch.no_grad():
         out = wm.observe(wm.preprocess(probe))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -51,12 +53,16 @@ def test_return_normalizer_scale():
     assert norm.update(torch.linspace(0, 10, 101)).item() == pytest.approx(0.5 * 90 + 0.5 * 9)
 
 
-@pytest.mark.parametrize("actor_grad", ["reinforce", "dynamics"])
+@pytest.mark.parametrize("actor_grad", ["reinforce", "dynamics", "auto"])
 def test_actor_and_critic_updates_leave_world_model_gradients_untouched(actor_grad):
     torch.manual_seed(0)
     config = preset("tiny", actor_grad=actor_grad)
     model = WorldModel(config, action_dim=2)
-    behavior = Behavior(config.behavior, model.feat_dim, 2, config.model.hidden)
+    behavior = Behavior(config.behavior, model.feat_dim, 2, config.model.hidden, config.model.prior)
+    assert behavior.actor_grad == {"auto": "dynamics"}.get(actor_grad, actor_grad)
+    assert Behavior(config.behavior, model.feat_dim, 2, 8, prior="dpgmm").actor_grad == (
+        "reinforce" if actor_grad == "auto" else actor_grad
+    )  # no pathwise gradient through a sampled component
     start = LatentState(torch.randn(6, model.cell.state_size), torch.randn(6, config.model.stoch))
     actor_before = [p.clone() for p in behavior.actor.parameters()]
     metrics = behavior.train_step(model, start)
@@ -64,6 +70,33 @@ def test_actor_and_critic_updates_leave_world_model_gradients_untouched(actor_gr
     assert all(p.requires_grad for p in model.parameters())  # unfrozen again
     assert any(not torch.equal(a, b) for a, b in zip(actor_before, behavior.actor.parameters(), strict=True))
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
+    behavior.zero_grad(set_to_none=True)
+    actor_loss, _, _ = behavior.losses(model, start)
+    actor_loss.backward()  # through the bootstrap values too, under "dynamics": none may reach the critic
+    assert all(p.grad is None for p in behavior.critic.parameters())
+    assert all(p.requires_grad for p in behavior.critic.net.parameters())
+
+
+@pytest.mark.parametrize("slow_target", [False, True])
+def test_returns_bootstrap_from_the_online_critic_unless_slow_target(slow_target):
+    """Zero reward head and λ = 0: the critic's targets are γ·c_{k+1}·v(s_{k+1}), with v the online critic (set to a
+    constant symexp(4/3) = 2.79 through its output bias) or the slow copy (still 0)."""
+    torch.manual_seed(0)
+    config = preset("tiny", slow_target=slow_target, gamma=0.5, lam=0.0, slow_reg=0.0)
+    model = WorldModel(config, action_dim=1)
+    behavior = Behavior(config.behavior, model.feat_dim, 1, config.model.hidden)
+    with torch.no_grad():
+        behavior.critic.net[-1].bias[16] = 50.0  # bin 16 of 31 over [-20, 20]: symlog value 4/3
+    value = math.expm1(4 / 3)
+    targets = []
+    behavior.critic.loss = lambda f, target, slow_reg: targets.append(target) or torch.zeros(f.shape[:-1])
+    start = LatentState(torch.randn(4, model.cell.state_size), torch.randn(4, config.model.stoch))
+    behavior.losses(model, start)
+    ratio = targets[0] / (0.5 * value)  # = the predicted continue flag c_{k+1} in (0, 1) when bootstrapping online
+    if slow_target:
+        torch.testing.assert_close(targets[0], torch.zeros_like(targets[0]), atol=1e-6, rtol=0)
+    else:
+        assert ((ratio > 0) & (ratio < 1)).all()
 
 
 def test_actor_is_bounded_and_critic_slow_copy_tracks():

@@ -3,14 +3,22 @@
 From detached posterior states of a replayed batch (N = B·T starts), imagine H steps with the prior and
 the actor, then (all shapes (H+1, N) over s_0..s_H unless noted):
 
-    r_k, c_k  = reward / continue heads at s_k;  v̄_k = slow critic;  R^λ = lambda_returns(r, c, v̄)  (H, N)
+    r_k, c_k  = reward / continue heads at s_k;  v_k = critic;  R^λ = lambda_returns(r, c, v)       (H, N)
     w_k       = Π_{j≤k} γ c_j  (c_0 = 1), stop-gradient                                              (H, N)
     S         = max(1, P95 − P5) of R^λ (EMA),  A_k = (R^λ_k − v(s_k)) / S
-    actor     = −mean w_k [log π(a_k | s_k) sg(A_k) + η H(π(·|s_k))]        (REINFORCE, default)
-              = −mean w_k [R^λ_k / S + η H(π(·|s_k))]                        (``actor_grad="dynamics"``)
+    actor     = −mean w_k [R^λ_k / S + η H(π(·|s_k))]                        (``actor_grad="dynamics"``)
+              = −mean w_k [log π(a_k | s_k) sg(A_k) + η H(π(·|s_k))]        (``"reinforce"``)
+    ``"auto"`` (default) picks dynamics backprop for the Gaussian prior, as DreamerV3's published DMC runs
+    did (``actor_grad_cont: backprop``), and REINFORCE for the DPGMM prior, whose sampled component has no
+    pathwise gradient.
     critic    = mean w_k [CE(v(s_k), twohot(sg R^λ_k)) + slow_reg · CE(v(s_k), twohot(v̄_k))]
               + replay_critic · the same loss on the replayed posterior states, with λ-returns of the REAL
-                rewards and continue flags of the batch (bootstrapped by v̄; DreamerV3's ``repval``), (B, T−1)
+                rewards and continue flags of the batch (bootstrapped by v; DreamerV3's ``repval``), (B, T−1)
+
+The bootstrap v is the online critic, as in DreamerV3's code (``slow_target=True``: the slow EMA copy, as in
+DreamerV2); the slow copy always serves as the critic's regulariser. Measured on cartpole-swingup
+(docs/agent.md): bootstrapping from the slow copy, which the regulariser also pulls toward, made the value
+converge several times slower.
 
 World-model parameters are frozen during this update: neither loss leaves a gradient on them.
 Actions fed to the dynamics are clipped to [−1, 1], as the environment clips them; log-probabilities
@@ -44,11 +52,14 @@ def frozen(module: nn.Module):
 
 
 class Behavior(nn.Module):
-    def __init__(self, config: BehaviorConfig, feat_dim: int, action_dim: int, hidden: int):
+    def __init__(self, config: BehaviorConfig, feat_dim: int, action_dim: int, hidden: int, prior: str = "gaussian"):
         super().__init__()
-        if config.actor_grad not in ("reinforce", "dynamics"):
-            raise ValueError(f"actor_grad must be 'reinforce' or 'dynamics', got {config.actor_grad!r}")
+        if config.actor_grad not in ("auto", "reinforce", "dynamics"):
+            raise ValueError(f"actor_grad must be 'auto', 'reinforce' or 'dynamics', got {config.actor_grad!r}")
         self.config = config
+        self.actor_grad = config.actor_grad
+        if self.actor_grad == "auto":  # a pathwise gradient needs a reparameterisable prior
+            self.actor_grad = "dynamics" if prior == "gaussian" else "reinforce"
         self.actor = Actor(feat_dim, action_dim, hidden, config.layers, config.actor_min_std, config.actor_max_std)
         self.critic = Critic(feat_dim, hidden, config.layers, config.critic_bins)
         self.normalizer = ReturnNormalizer(config.return_ema_rate)
@@ -58,7 +69,7 @@ class Behavior(nn.Module):
     def imagine(self, world_model: WorldModel, start: LatentState) -> dict:
         """Roll out the actor in the world model's prior; returns the trajectory and the raw actions."""
         raw = []
-        dynamics = self.config.actor_grad == "dynamics"
+        dynamics = self.actor_grad == "dynamics"
 
         def policy(feat):
             dist = self.actor(feat if dynamics else feat.detach())
@@ -77,25 +88,26 @@ class Behavior(nn.Module):
         cfg = self.config
         feat = replay["feat"].detach().transpose(0, 1)  # (T, B, F): time first, as in imagination
         with torch.no_grad():
-            returns = lambda_returns(replay["reward"].T, replay["cont"].T, self.critic.value(feat, slow=True),
+            returns = lambda_returns(replay["reward"].T, replay["cont"].T, self.critic.value(feat, cfg.slow_target),
                                      cfg.gamma, cfg.lam)  # fmt: skip
         return self.critic.loss(feat[:-1], returns, cfg.slow_reg).mean()
 
     def losses(self, world_model: WorldModel, start: LatentState) -> tuple[torch.Tensor, torch.Tensor, dict]:
         cfg = self.config
-        with frozen(world_model):
+        with frozen(world_model), frozen(self.critic):  # the critic's own loss below is its only gradient
             traj = self.imagine(world_model, start)
             feat = traj["feat"]  # (H+1, N, F)
-            with torch.set_grad_enabled(cfg.actor_grad == "dynamics"):
+            with torch.set_grad_enabled(self.actor_grad == "dynamics"):
                 reward = world_model.reward_head.predict(feat)
                 cont = world_model.cont_head.predict(feat)
                 cont = torch.cat([torch.ones_like(cont[:1]), cont[1:]])
-                returns = lambda_returns(reward, cont, self.critic.value(feat, slow=True), cfg.gamma, cfg.lam)
+                value = self.critic.value(feat, slow=cfg.slow_target)
+                returns = lambda_returns(reward, cont, value, cfg.gamma, cfg.lam)
         weight = torch.cumprod(cfg.gamma * cont, 0)[:-1].detach() / cfg.gamma  # w_0 = 1
         scale = self.normalizer.update(returns)
         dist = self.actor(feat[:-1].detach())
         entropy = dist.entropy()
-        if cfg.actor_grad == "reinforce":
+        if self.actor_grad == "reinforce":
             with torch.no_grad():
                 advantage = (returns - self.critic.value(feat[:-1].detach())) / scale
             objective = dist.log_prob(traj["raw_action"].detach()) * advantage
