@@ -16,9 +16,8 @@ the actor, then (all shapes (H+1, N) over s_0..s_H unless noted):
                 rewards and continue flags of the batch (bootstrapped by v; DreamerV3's ``repval``), (B, T−1)
 
 The bootstrap v is the online critic, as in DreamerV3's code (``slow_target=True``: the slow EMA copy, as in
-DreamerV2); the slow copy always serves as the critic's regulariser. Measured on cartpole-swingup
-(docs/agent.md): bootstrapping from the slow copy, which the regulariser also pulls toward, made the value
-converge several times slower.
+DreamerV2); the slow copy always serves as the critic's regulariser. On cartpole-swingup's frozen model
+(docs/agent.md) the online bootstrap's mean imagined value was ~15 % higher after 3000 updates.
 
 World-model parameters are frozen during this update: neither loss leaves a gradient on them.
 Actions fed to the dynamics are clipped to [−1, 1], as the environment clips them; log-probabilities
