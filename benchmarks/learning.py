@@ -178,6 +178,11 @@ def write_report(csv_dir: Path, out: Path) -> None:
         row = at(rows, 100_000)
         if row:
             groups.setdefault((algo, task), []).append(row["eval_return_mean"])
+    if not groups:
+        lines.append("| – | – | 0 | – | – | no run has reached 100k env steps yet |")
+        for task, scores in PUBLISHED_100K.items():
+            published = ", ".join(f"{k} {v}" for k, v in scores.items())
+            lines.append(f"| – | {task} | – | – | – | {published} (published) |")
     for (algo, task), values in sorted(groups.items()):
         published = ", ".join(f"{k} {v}" for k, v in PUBLISHED_100K.get(task, {}).items())
         lines.append(f"| {algo} | {task} | {len(values)} | {np.mean(values):.0f} | {np.min(values):.0f} | "
