@@ -27,11 +27,11 @@ def record_episode(model, env) -> dict:
         action, state = model.predict(obs, state, start, deterministic=False)
         start = np.zeros(1, bool)
         obs, reward, done, info = env.step(action)
-        if done[0]:
-            break
-        frames.append(obs[0])
+        frames.append(info[0]["terminal_observation"] if done[0] else obs[0])  # the VecEnv has already reset
         actions.append(model.policy.scale_action(action[0]))
         rewards.append(float(reward[0]))
+        if done[0]:
+            break
     t = len(frames)
     return {"obs": np.stack(frames)[None], "action": np.stack(actions)[None].astype(np.float32),
             "reward": np.array(rewards, np.float32)[None], "is_first": np.eye(1, t, dtype=bool),

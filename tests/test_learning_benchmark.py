@@ -38,3 +38,28 @@ def test_runs_resume_and_report(tmp_path, algo):
     learning.write_report(tmp_path / "csv", tmp_path / "docs")
     report = (tmp_path / "docs" / "learning.md").read_text()
     assert f"{algo}-cartpole-balance-s0" in report and (tmp_path / "docs" / "learning.png").exists()
+
+
+def test_reward_fidelity_records_aligned_rows():
+    import numpy as np
+    import reward_fidelity
+
+    from aime_agent import AIME
+
+    env = learning.make_env("cartpole-balance", 0)
+    model = AIME("CnnPolicy", env, preset="tiny", seed=0)
+    batch = reward_fidelity.record_episode(model, env)
+    t = batch["obs"].shape[1]
+    assert t == 501  # o_0 and the 500 agent steps of a 1000-step episode at action repeat 2
+    assert {k: v.shape[:2] for k, v in batch.items()} == {k: (1, t) for k in batch}
+    assert batch["is_first"][0].tolist() == [True] + [False] * 500
+    assert batch["reward"][0, 0] == 0 and (batch["action"][0, 0] == 0).all()
+    assert (
+        (batch["reward"][0, 1:] >= 0).all()
+        and (batch["reward"][0, 1:] <= 2).all()
+        and (np.abs(batch["action"]) <= 1).all()
+    )
+    out = reward_fidelity.fidelity(model.policy.world_model, batch, horizon=5)
+    assert len(out["real"]) == len(out["posterior"]) == 500
+    assert len(out["open_pred"]) == len(out["open_real"]) == len(range(5, 501 - 5, 10))
+    np.testing.assert_allclose(out["open_real"][0], batch["reward"][0, 6:11].sum(), rtol=1e-6)
