@@ -59,6 +59,7 @@ def pretrain(model, cache: Path, updates: int, rng: np.random.Generator) -> None
 
 
 def main(argv=None) -> None:
+    from learning import parse_run  # the sibling script (benchmarks/ is on sys.path when run)
     from stable_baselines3.common.evaluation import evaluate_policy
 
     from aime_agent import AIME
@@ -81,7 +82,7 @@ def main(argv=None) -> None:
     overrides = parse_overrides(args.set)
     if args.checkpoint:
         online = AIME.load(args.checkpoint / "checkpoint.zip")
-        task = args.checkpoint.name.split("-", 1)[1].rsplit("-s", 1)[0]
+        task = parse_run(args.checkpoint.name)[1]
         config = online.policy.config
         args.preset = config.preset
         overrides = {**{f"model.{k}": v for k, v in config.to_dict()["model"].items()}, **overrides}

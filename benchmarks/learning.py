@@ -45,6 +45,16 @@ def make_env(task: str, seed: int, frame_stack: int = 0):
     return env
 
 
+def run_name(algo: str, task: str, seed: int) -> str:
+    return f"{algo}-{task}-s{seed}"
+
+
+def parse_run(name: str) -> tuple[str, str]:
+    """(algo, task) of a run named by ``run_name`` (its CSV stem or its folder under --runs)."""
+    algo, rest = name.split("-", 1)
+    return algo, rest.rsplit("-s", 1)[0]
+
+
 def read_rows(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -93,7 +103,7 @@ def run(args) -> None:
 
     from aime_agent.train import save_run
 
-    name = f"{args.algo}-{args.env}-s{args.seed}"
+    name = run_name(args.algo, args.env, args.seed)
     csv_path, rundir = args.csv_dir / f"{name}.csv", args.runs / name
     rows = read_rows(csv_path)
     stack = 3 if args.algo == "sac" else 0
@@ -177,8 +187,7 @@ def write_report(csv_dir: Path, out: Path) -> None:
               "| algo | task | seeds | mean | min | published at 100k |", "|---|---|---:|---:|---:|---|"]  # fmt: skip
     groups: dict[tuple[str, str], list[float]] = {}
     for name, rows in runs.items():
-        algo, rest = name.split("-", 1)
-        task = rest.rsplit("-s", 1)[0]
+        algo, task = parse_run(name)
         row = at(rows, 100_000)
         if row:
             groups.setdefault((algo, task), []).append(row["eval_return_mean"])
@@ -197,11 +206,11 @@ def write_report(csv_dir: Path, out: Path) -> None:
               "", "![per-seed learning curves](learning.png)"]  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "learning.md").write_text("\n".join(lines) + "\n")
-    tasks = sorted({name.split("-", 1)[1].rsplit("-s", 1)[0] for name in runs})
+    tasks = sorted({parse_run(name)[1] for name in runs})
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5 * max(1, len(tasks)), 3.5), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=False):
         for name, rows in runs.items():
-            if name.split("-", 1)[1].rsplit("-s", 1)[0] != task:
+            if parse_run(name)[1] != task:
                 continue
             ax.plot([r["env_steps"] for r in rows], [r["eval_return_mean"] for r in rows], marker="o", label=name)
         for label, value in PUBLISHED_100K.get(task, {}).items():

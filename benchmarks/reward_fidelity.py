@@ -61,6 +61,8 @@ def fidelity(wm, batch: dict, horizon: int, every: int = 10) -> dict:
 
 
 def main(argv=None) -> None:
+    from learning import ACTION_REPEAT, parse_run  # the sibling script (benchmarks/ is on sys.path when run)
+
     from aime_agent import AIME
     from aime_agent.train import TrainSettings, make_env
 
@@ -70,13 +72,13 @@ def main(argv=None) -> None:
     parser.add_argument("--horizon", type=int, default=15)
     parser.add_argument("--seed", type=int, default=777)
     args = parser.parse_args(argv)
-    task = args.checkpoint.name.split("-", 1)[1].rsplit("-s", 1)[0]
+    task = parse_run(args.checkpoint.name)[1]
     model = AIME.load(args.checkpoint / "checkpoint.zip")
     env = make_env(TrainSettings(env=task, render_quality="fast"), 1, args.seed)
     parts = [fidelity(model.policy.world_model, record_episode(model, env), args.horizon) for _ in range(args.episodes)]
     cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     result = {
-        "checkpoint": str(args.checkpoint), "env_steps": model.num_timesteps * 2, "episodes": args.episodes,
+        "checkpoint": str(args.checkpoint), "env_steps": model.num_timesteps * ACTION_REPEAT, "episodes": args.episodes,
         "real_return_mean": float(cat["real"].sum() / args.episodes),
         "posterior_return_mean": float(cat["posterior"].sum() / args.episodes),
         "posterior_reward_corr": float(np.corrcoef(cat["posterior"], cat["real"])[0, 1]),
