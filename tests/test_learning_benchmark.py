@@ -63,3 +63,33 @@ def test_reward_fidelity_records_aligned_rows():
     assert len(out["real"]) == len(out["posterior"]) == 500
     assert len(out["open_pred"]) == len(out["open_real"]) == len(range(5, 501 - 5, 10))
     np.testing.assert_allclose(out["open_real"][0], batch["reward"][0, 6:11].sum(), rtol=1e-6)
+
+
+def test_action_sensitivity_branches_restore_the_state_and_summarise_known_gaps():
+    import action_sensitivity as sens
+    import numpy as np
+
+    import envs
+
+    env = envs.make("cartpole-swingup", action_repeat=2, render_quality="fast")
+    env.reset(seed=3)
+    for _ in range(20):
+        env.step(np.array([0.7], np.float32))
+    state = env._physics.get_state().copy()
+    r_plus, f_plus = sens.branch_real(env, state, 1.0, 5)
+    assert sens.branch_real(env, state, 1.0, 5)[0] == r_plus  # the saved state is restored exactly
+    r_minus, f_minus = sens.branch_real(env, state, -1.0, 5)
+    assert np.abs(f_plus.astype(int) - f_minus).sum() > 0  # opposite pushes move the cart apart
+
+    frame = np.zeros((2, 2, 3))
+    rows = [{1.0: {"real_r": rp, "model_r": mp, "real_f": frame + 0.5, "model_f": frame + 0.4},
+             -1.0: {"real_r": rm, "model_r": mm, "real_f": frame, "model_f": frame + 0.2}}
+            for rp, rm, mp, mm in [(3, 1, 2, 1), (1, 2, 0, 2), (2, 0, 5, 1)]]  # fmt: skip
+    out = sens.summarise(rows)
+    # real gaps (2, −1, 2), model gaps (1, −2, 4): corr √3/2, signs agree 3/3
+    assert out["branch_points"] == 3 and out["reward_gap_sign_agree"] == 1.0
+    np.testing.assert_allclose(out["reward_gap_corr"], np.sqrt(3) / 2)
+    np.testing.assert_allclose([out["reward_gap_abs_real"], out["reward_gap_abs_model"]], [5 / 3, 7 / 3])
+    np.testing.assert_allclose([out["frame_gap_real"], out["frame_gap_model"]], [0.5, 0.2])
+    # matched: |0.4 − 0.5| and |0.2 − 0|; swapped: |0.4 − 0| and |0.2 − 0.5|
+    np.testing.assert_allclose([out["err_matched"], out["err_swapped"]], [0.15, 0.35])
