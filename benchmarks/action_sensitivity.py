@@ -64,6 +64,8 @@ def branch_model(wm, out: dict, t: int, action: float, horizon: int) -> tuple[fl
 def episode(model, env, horizon: int, every: int, rng: np.random.Generator, wm=None) -> list[dict]:
     """One on-policy episode of ``model`` in ``env`` (a DMCEnv); branch points every ``every`` agent steps.
     ``wm``: the world model to branch (default: the agent's own)."""
+    from reward_fidelity import episode_batch  # the sibling script (benchmarks/ is on sys.path when run)
+
     wm = wm or model.policy.world_model
     obs, _ = env.reset(seed=int(rng.integers(1 << 30)))
     frames, actions, rewards, saved = [obs], [np.zeros(env.action_space.shape, np.float32)], [0.0], {}
@@ -78,12 +80,8 @@ def episode(model, env, horizon: int, every: int, rng: np.random.Generator, wm=N
         actions.append(action[0].astype(np.float32))
         rewards.append(reward)
         done = terminated or truncated
-    t = len(frames)
-    batch = {"obs": np.stack(frames)[None], "action": np.stack(actions)[None], "reward": np.array(rewards)[None],
-             "is_first": np.eye(1, t, dtype=bool), "is_last": np.zeros((1, t), bool),
-             "is_terminal": np.zeros((1, t), bool), "discount": np.ones((1, t), np.float32)}  # fmt: skip
     with torch.no_grad():
-        out = wm.observe(wm.preprocess(batch))
+        out = wm.observe(wm.preprocess(episode_batch(frames, actions, rewards)))
     rows = []
     for step, physics_state in saved.items():
         row = {}

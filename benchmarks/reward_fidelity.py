@@ -32,6 +32,12 @@ def record_episode(model, env) -> dict:
         rewards.append(float(reward[0]))
         if done[0]:
             break
+    return episode_batch(frames, actions, rewards)
+
+
+def episode_batch(frames: list, actions: list, rewards: list) -> dict:
+    """One unterminated episode's rows (o_t, the action that produced it, the reward received on arrival;
+    row 0 has action 0 and reward 0) as a batch in the schema, (1, T, ...)."""
     t = len(frames)
     return {"obs": np.stack(frames)[None], "action": np.stack(actions)[None].astype(np.float32),
             "reward": np.array(rewards, np.float32)[None], "is_first": np.eye(1, t, dtype=bool),
