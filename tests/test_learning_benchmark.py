@@ -93,3 +93,46 @@ def test_action_sensitivity_branches_restore_the_state_and_summarise_known_gaps(
     np.testing.assert_allclose([out["frame_gap_real"], out["frame_gap_model"]], [0.5, 0.2])
     # matched: |0.4 − 0.5| and |0.2 − 0|; swapped: |0.4 − 0| and |0.2 − 0.5|
     np.testing.assert_allclose([out["err_matched"], out["err_swapped"]], [0.15, 0.35])
+
+
+def test_behavior_oracle_physics_known_answers():
+    """The oracle cartpole: hanging at rest is a fixed point; small swings about the bottom have the uniform
+    rod's period 2π √(ℓ (4/3 − m/(M+m)) / g) = 1.581 s; upright, centred, at rest and unforced earns the
+    maximal reward 1 per physics step (2 per agent step); the rail stops the cart at 1.8 m."""
+    import math
+
+    import torch
+    from behavior_oracle import CartpoleOracle, physics_reward, physics_step
+
+    from aime_agent.world_model import LatentState
+
+    rest = torch.tensor([[0.0, math.pi, 0.0, 0.0]], dtype=torch.float64)
+    torch.testing.assert_close(physics_step(rest, torch.zeros(1, dtype=torch.float64)), rest, atol=1e-12, rtol=0)
+    state, crossings, previous = torch.tensor([[0.0, math.pi + 0.01, 0.0, 0.0]], dtype=torch.float64), [], 0.01
+    for step in range(1, 400):
+        state = physics_step(state, torch.zeros(1, dtype=torch.float64))
+        offset = state[0, 1].item() - math.pi
+        if offset * previous < 0:
+            crossings.append(step * 0.01)
+        previous = offset
+    period = 2 * (crossings[2] - crossings[1])
+    assert period == pytest.approx(2 * math.pi * math.sqrt(0.5 * (4 / 3 - 0.1 / 1.1) / 9.81), abs=0.02)
+    upright = LatentState(torch.zeros(1, 4), torch.zeros(1, 2))
+    assert physics_reward(upright.rnn, torch.zeros(1)).item() == pytest.approx(1.0)
+    oracle = CartpoleOracle(repeat=2)
+    after = oracle.step(upright, torch.zeros(1, 1))
+    assert after.stoch[0, 1].item() == pytest.approx(2.0, abs=1e-4)
+    pushed = LatentState(torch.tensor([[1.79, math.pi, 5.0, 0.0]]), torch.zeros(1, 2))
+    for _ in range(10):
+        pushed = oracle.step(pushed, torch.ones(1, 1))
+    assert pushed.rnn[0, 0].item() == pytest.approx(1.8) and pushed.rnn[0, 2].item() == 0.0
+    assert oracle.feat(pushed).shape == (1, 7) and oracle.reward_head.predict(oracle.feat(pushed)).shape == (1,)
+
+
+def test_behavior_oracle_trains_the_real_behavior_learner():
+    """A few updates of ``aime_agent.behavior.Behavior`` on the oracle: rows with finite evaluations."""
+    from behavior_oracle import run
+
+    rows = run("balance", updates=4, every=2, overrides={"horizon": 3}, batch=8, random_steps=20)
+    assert [r["update"] for r in rows] == [2, 4]
+    assert all(0.0 <= r["eval"] <= 1000.0 for r in rows)
