@@ -171,7 +171,8 @@ def run(task: str, updates: int, every: int, overrides: dict, seed: int = 0, tra
         if update % every == 0:
             row = {"update": update, "eval": round(evaluate(oracle, behavior, task), 1),
                    "imag_return": round(metrics["imag_return"], 2), "action_std": round(metrics["action_std"], 3),
-                   "return_scale": round(metrics["return_scale"], 2), "wall_s": round(time.time() - start_time)}  # fmt: skip
+                   "return_scale": round(metrics["return_scale"], 2),
+                   "wall_s": round(time.time() - start_time)}  # fmt: skip
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
