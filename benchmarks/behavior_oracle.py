@@ -199,9 +199,10 @@ def main() -> None:
     parser.add_argument("--updates", type=int, default=10_000)
     parser.add_argument("--every", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=256, help="imagination starts per update")
     parser.add_argument("--set", nargs="*", default=[], help="behaviour config overrides, key=value")
     args = parser.parse_args()
-    run(args.task, args.updates, args.every, parse_overrides(args.set), args.seed)
+    run(args.task, args.updates, args.every, parse_overrides(args.set), args.seed, batch=args.batch)
 
 
 if __name__ == "__main__":
