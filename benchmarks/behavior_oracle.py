@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from aime_agent.behavior import Behavior
+from aime_agent.cli import parse_overrides
 from aime_agent.config import preset
 from aime_agent.world_model import LatentState
 
@@ -176,21 +177,6 @@ def run(task: str, updates: int, every: int, overrides: dict, seed: int = 0, tra
             rows.append(row)
             print(json.dumps(row), flush=True)
     return rows
-
-
-def parse_overrides(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, value = pair.split("=", 1)
-        for cast in (int, float):
-            try:
-                out[key] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            out[key] = {"true": True, "false": False}.get(value.lower(), value)
-    return out
 
 
 def main() -> None:
