@@ -37,11 +37,11 @@ from aime_agent.config import preset
 from aime_agent.world_model import LatentState
 
 G, CART, POLE, HALF, GEAR, DT, RAIL = 9.81, 1.0, 0.1, 0.5, 10.0, 0.01, 1.8
-FEAT = 7
 
 
 def tolerance(x: torch.Tensor, margin: float) -> torch.Tensor:
-    """DMC's ``rewards.tolerance(x, bounds=(0, 0), margin, sigmoid='gaussian', value_at_margin=0.1)``."""
+    """DMC's ``rewards.tolerance(x, bounds=(0, 0), margin, sigmoid='gaussian', value_at_margin=0.1)``, in torch
+    (batched and differentiable, which dm_control's numpy version is not)."""
     return 0.1 ** ((x / margin) ** 2)
 
 
@@ -77,7 +77,7 @@ class CartpoleOracle(nn.Module):
 
     def __init__(self, repeat: int = 2):
         super().__init__()
-        self.repeat, self.action_dim, self.feat_dim = repeat, 1, FEAT
+        self.repeat, self.action_dim, self.feat_dim = repeat, 1, 7  # 5 physics features + (a_prev, r)
         self.reward_head = _Column(-1)
         self.cont_head = _Ones()
 
@@ -146,9 +146,9 @@ def run(task: str, updates: int, every: int, overrides: dict, seed: int = 0, tra
         batch: int = 256, random_steps: int = 1000) -> list[dict]:  # fmt: skip
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    config = preset("small", **overrides).behavior
+    config = preset("small", **overrides)
     oracle = CartpoleOracle()
-    behavior = Behavior(config, FEAT, 1, 128)
+    behavior = Behavior(config.behavior, oracle.feat_dim, oracle.action_dim, config.model.hidden)
     capacity = random_steps + train_every * updates
     visited_phys, visited_stoch = torch.zeros(capacity, 4), torch.zeros(capacity, 2)
     state, t, rows, start_time = initial(task, 1, gen), 0, [], time.time()
