@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.logger import Image
+from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
@@ -60,6 +61,8 @@ class AIME(OffPolicyAlgorithm):
     learning_rate: world-model learning rate or schedule (actor/critic rates: ``actor_lr``, ``critic_lr``).
     buffer_size, learning_starts, batch_size, batch_length, train_freq, gradient_steps: replay and
         train ratio (replayed rows per agent step = gradient_steps · batch_size · batch_length / train_freq).
+    action_noise: SB3 ``ActionNoise`` added to collected actions (default: ``NormalActionNoise`` of std
+        ``expl_noise`` when that config field is > 0, else none).
     pretrained: an ``aime pretrain`` checkpoint whose world model starts this agent.
     prefill: an HDF5 dataset (``aime collect``) loaded into the replay before learning.
     **overrides: config fields (``aime_agent.config``), e.g. ``deter=64`` or ``horizon=10``.
@@ -73,7 +76,8 @@ class AIME(OffPolicyAlgorithm):
                  learning_rate: float | Any = None, buffer_size: int | None = None,
                  learning_starts: int | None = None, batch_size: int | None = None, batch_length: int | None = None,
                  train_freq: int | tuple[int, str] | None = None, gradient_steps: int | None = None,
-                 replay_buffer_kwargs: dict | None = None, policy_kwargs: dict | None = None,
+                 action_noise: ActionNoise | None = None, replay_buffer_kwargs: dict | None = None,
+                 policy_kwargs: dict | None = None,
                  pretrained: str | None = None, prefill: str | None = None, stats_window_size: int = 100,
                  tensorboard_log: str | None = None, verbose: int = 0, seed: int | None = None,
                  device: torch.device | str = "auto", _init_setup_model: bool = True, **overrides: Any):  # fmt: skip
@@ -92,12 +96,16 @@ class AIME(OffPolicyAlgorithm):
             batch_size=config.train.batch_size, tau=1.0, gamma=config.behavior.gamma,
             train_freq=(agent.train_every, "step") if train_freq is None else train_freq,
             gradient_steps=agent.gradient_steps if gradient_steps is None else gradient_steps,
-            replay_buffer_class=SequenceReplayBuffer, replay_buffer_kwargs=replay_buffer_kwargs,
+            action_noise=action_noise, replay_buffer_class=SequenceReplayBuffer,
+            replay_buffer_kwargs=replay_buffer_kwargs,
             policy_kwargs=policy_kwargs, stats_window_size=stats_window_size, tensorboard_log=tensorboard_log,
             verbose=verbose, device=device, support_multi_env=True, seed=seed, sde_support=False,
             supported_action_spaces=(spaces.Box,),
         )  # fmt: skip
         self.config_dict = config.to_dict()
+        if action_noise is None and agent.expl_noise > 0 and self.action_space is not None:
+            dim = int(np.prod(self.action_space.shape))
+            self.action_noise = NormalActionNoise(np.zeros(dim), np.full(dim, agent.expl_noise))
         self.batch_length = config.train.batch_length
         self.pretrained, self.prefill = pretrained, prefill
         self._last_belief = None
@@ -185,15 +193,18 @@ class AIME(OffPolicyAlgorithm):
 
     # -- acting and storing ------------------------------------------------------------------
     def _sample_action(self, learning_starts: int, action_noise=None, n_envs: int = 1):
-        """Advance the collecting belief (also during the random warm-up) and choose actions."""
+        """Advance the collecting belief (also during the random warm-up) and choose actions; SB3's
+        ``action_noise`` is added to the scaled action and clipped, during the warm-up too, as in SB3."""
         obs, _ = self.policy.obs_to_tensor(self._last_obs)
         forced = None
         if self.num_timesteps < learning_starts:
             random = np.array([self.action_space.sample() for _ in range(n_envs)])
             forced = torch.as_tensor(self.policy.scale_action(random), dtype=torch.float32)
         self.policy.set_training_mode(False)
-        action, self._last_belief = self.policy.step_belief(obs, self._last_belief, self._last_episode_starts,
-                                                            deterministic=False, action=forced)  # fmt: skip
+        noise = None if action_noise is None else np.asarray(action_noise(), np.float32).reshape(n_envs, -1)
+        action, self._last_belief = self.policy.step_belief(
+            obs, self._last_belief, self._last_episode_starts, deterministic=False, action=forced, noise=noise
+        )
         buffer_action = action.cpu().numpy()
         return self.policy.unscale_action(buffer_action), buffer_action
 

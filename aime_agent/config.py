@@ -81,6 +81,9 @@ class BehaviorConfig:
     # the DPGMM, whose sampled component has no pathwise gradient. REINFORCE by default: on cartpole-swingup
     # backprop drove the actor's std to its floor within 500 updates and evaluated lower (docs/agent.md)
     actor_grad: str = "reinforce"
+    # with actor_grad "dynamics": weight ρ of a REINFORCE term mixed into the backprop objective (DreamerV2's
+    # actor_grad_mix): (1 − ρ)·R^λ/S + ρ·log π(a|s)·sg(A)
+    actor_grad_mix: float = 0.0
     actor_lr: float = 8e-5
     critic_lr: float = 8e-5  # 3e-4 fits 2.5× faster but degraded the policy online on swingup (docs/agent.md)
     eps: float = 1e-5
@@ -109,6 +112,9 @@ class AgentConfig:
     train_every: int = 2  # agent steps (per env) between training rounds: SB3's train_freq
     gradient_steps: int = 1  # updates per training round
     image_every: int = 1000  # updates between TensorBoard images (reconstructions, imagination)
+    # std of Gaussian noise added to the collected actions (Dreamer v1's expl_amount 0.3), clipped to [−1, 1];
+    # builds SB3's NormalActionNoise when no ``action_noise`` is passed
+    expl_noise: float = 0.0
 
 
 @dataclass

@@ -56,9 +56,11 @@ class AIMEPolicy(BasePolicy):
 
     @torch.no_grad()
     def step_belief(self, obs: Tensor, state: BeliefState | None, episode_start: np.ndarray | None,
-                    deterministic: bool, action: Tensor | None = None) -> tuple[Tensor, BeliefState]:  # fmt: skip
+                    deterministic: bool, action: Tensor | None = None,
+                    noise: np.ndarray | None = None) -> tuple[Tensor, BeliefState]:  # fmt: skip
         """Advance the belief by one observation (uint8 (n, C, H, W)); choose an action unless ``action``
-        (n, A) in [−1, 1] is given. Returns (action in [−1, 1], new state)."""
+        (n, A) in [−1, 1] is given, then add ``noise`` (n, A) and clip to [−1, 1] (exploration: the belief
+        carries the action actually taken). Returns (action in [−1, 1], new state)."""
         n = obs.shape[0]
         wm = self.world_model
         if state is None:
@@ -82,6 +84,8 @@ class AIMEPolicy(BasePolicy):
         if action is None:
             action = self.behavior.actor.act(wm.feat(LatentState(rnn, z)), deterministic)
         action = action.to(self.device, torch.float32)
+        if noise is not None:
+            action = (action + torch.as_tensor(noise, dtype=torch.float32, device=self.device)).clamp(-1.0, 1.0)
         new_state = tuple(t.cpu().numpy() for t in (rnn, z, action))
         return action, new_state  # type: ignore[return-value]
 

@@ -183,6 +183,17 @@ def write_report(csv_dir: Path, out: Path) -> None:
         updates_per_s = last["updates"] / last["wall_s"] if last["updates"] else float("nan")
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {int(last['env_steps'])} | {per_100k:.2f} | "
                      f"{steps_per_s:.1f} | {updates_per_s:.2f} |")  # fmt: skip
+    gpu = {p.stem: read_rows(p) for p in sorted((csv_dir / "gpu").glob("*.csv"))}
+    if gpu:  # partial runs on a lent GPU machine: listed apart, since their wall times are not this machine's
+        lines += ["", "Runs on a lent GPU machine (NVIDIA H200, 16 CPU cores, several runs sharing it), stopped at the "
+                  "machine's time limit; they cannot resume (their replay stayed there). Raw CSVs: "
+                  "[learning/gpu/](learning/gpu/).", "",
+                  "| run | evaluations (env steps: return) | env steps done | env steps/s there |",
+                  "|---|---|---:|---:|"]  # fmt: skip
+        for name, rows in gpu.items():
+            evals = ", ".join(f"{r['env_steps'] // 1000}k: {r['eval_return_mean']:.0f}" for r in rows)
+            last = rows[-1]
+            lines.append(f"| {name} | {evals} | {last['env_steps']} | {last['env_steps'] / last['wall_s']:.1f} |")
     lines += ["", "Across seeds at 100k env steps (runs that got there), beside published scores at 100k:", "",
               "| algo | task | seeds | mean | min | published at 100k |", "|---|---|---:|---:|---:|---|"]  # fmt: skip
     groups: dict[tuple[str, str], list[float]] = {}

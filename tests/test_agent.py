@@ -234,3 +234,23 @@ def test_tensorboard_gets_scalars_and_images(tmp_path):
     for tag in ("train/wm_loss", "train/actor_loss", "train/critic_loss", "train/kl", "time/env_frames",
                 "rollout/ep_rew_mean", "train/lr_actor"):  # fmt: skip
         assert tag in scalars, tag
+
+
+def test_action_noise_reaches_the_env_the_replay_and_the_belief():
+    """SB3's action_noise is added to the scaled action and clipped (warm-up and policy alike): a constant +10
+    makes every executed action +1, and the collecting belief carries that action. ``expl_noise`` builds a
+    NormalActionNoise of that std."""
+    from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
+
+    class Push(ActionNoise):
+        def __call__(self):
+            return np.full(1, 10.0)
+
+    model = tiny_agent(action_noise=Push(), learning_starts=8)
+    model.learn(40)  # two whole episodes of 20 agent steps: 8 random, then the policy's
+    actions = np.concatenate([e["action"][1:] for e in model.replay_buffer.episodes(0)])
+    assert actions.shape == (40, 1) and (actions == 1.0).all()
+    assert (model._last_belief[2] == 1.0).all()
+    noisy = tiny_agent(expl_noise=0.3)
+    assert isinstance(noisy.action_noise, NormalActionNoise) and noisy.action_noise._sigma.tolist() == [0.3]
+    assert tiny_agent().action_noise is None

@@ -179,3 +179,26 @@ def test_actor_critic_learns_to_steer_a_point_to_the_origin(actor_grad):
     mean = behavior.actor(torch.tensor([[-0.8, 1.0], [0.8, 1.0]])).mean[:, 0]
     assert mean[0] > 0.5 and mean[1] < -0.5
     assert metrics["imag_reward"] > 0.5
+
+
+def test_actor_grad_mix_is_the_weighted_sum_of_both_gradients():
+    """ρ·∇REINFORCE + (1 − ρ)·∇backprop, on the same imagined samples (same seed): ρ = 1 equals REINFORCE's
+    gradient, ρ = 0.25 the weighted sum of the two. Out-of-range ρ is refused."""
+
+    def actor_grads(**overrides):
+        torch.manual_seed(0)
+        config = preset("tiny", **overrides)
+        model = WorldModel(config, action_dim=2)
+        behavior = Behavior(config.behavior, model.feat_dim, 2, config.model.hidden)
+        start = LatentState(torch.randn(6, model.cell.state_size), torch.randn(6, config.model.stoch))
+        actor_loss, _, _ = behavior.losses(model, start)
+        actor_loss.backward()
+        return torch.cat([p.grad.flatten() for p in behavior.actor.parameters()])
+
+    reinforce, dynamics = actor_grads(actor_grad="reinforce"), actor_grads(actor_grad="dynamics")
+    assert not torch.allclose(reinforce, dynamics)
+    torch.testing.assert_close(actor_grads(actor_grad="dynamics", actor_grad_mix=1.0), reinforce)
+    torch.testing.assert_close(actor_grads(actor_grad="dynamics", actor_grad_mix=0.25),
+                               0.25 * reinforce + 0.75 * dynamics)  # fmt: skip
+    with pytest.raises(ValueError, match="actor_grad_mix"):
+        actor_grads(actor_grad="dynamics", actor_grad_mix=1.5)

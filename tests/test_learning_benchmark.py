@@ -35,9 +35,14 @@ def test_runs_resume_and_report(tmp_path, algo):
     assert [int(r["env_steps"]) for r in second] == [24, 48] and second[0] == first[0]
     assert float(second[1]["wall_s"]) > float(second[0]["wall_s"]) and int(second[1]["updates"]) > 0
     assert 0 <= float(second[1]["eval_return_mean"]) <= 1000
+    (tmp_path / "csv" / "gpu").mkdir()  # a partial run from a lent GPU machine: listed apart, with every evaluation
+    learning.write_rows(tmp_path / "csv" / "gpu" / "sac-cartpole-swingup-s0.csv",
+                        [{"env_steps": 10_000, "eval_return_mean": 12.4, "eval_return_std": 1.0, "wall_s": 100.0,
+                          "updates": 4900, "env_steps_per_s": 100.0}])  # fmt: skip
     learning.write_report(tmp_path / "csv", tmp_path / "docs")
     report = (tmp_path / "docs" / "learning.md").read_text()
     assert f"{algo}-cartpole-balance-s0" in report and (tmp_path / "docs" / "learning.png").exists()
+    assert "| sac-cartpole-swingup-s0 | 10k: 12 | 10000 | 100.0 |" in report
 
 
 def test_reward_fidelity_records_aligned_rows():

@@ -8,6 +8,8 @@ the actor, then (all shapes (H+1, N) over s_0..s_H unless noted):
     S         = max(1, P95 − P5) of R^λ (EMA),  A_k = (R^λ_k − v(s_k)) / S
     actor     = −mean w_k [log π(a_k | s_k) sg(A_k) + η H(π(·|s_k))]        (``actor_grad="reinforce"``, default)
               = −mean w_k [R^λ_k / S + η H(π(·|s_k))]                        (``"dynamics"``)
+              = −mean w_k [(1 − ρ) R^λ_k / S + ρ log π(a_k | s_k) sg(A_k) + η H]  (dynamics, ``actor_grad_mix`` ρ;
+                DreamerV2's mix of the two gradients)
     ``"auto"`` picks dynamics backprop for the Gaussian prior (DreamerV3's first DMC setting,
     ``actor_grad_cont: backprop``) and REINFORCE for the DPGMM prior, whose sampled component has no
     pathwise gradient.
@@ -55,6 +57,8 @@ class Behavior(nn.Module):
         super().__init__()
         if config.actor_grad not in ("auto", "reinforce", "dynamics"):
             raise ValueError(f"actor_grad must be 'auto', 'reinforce' or 'dynamics', got {config.actor_grad!r}")
+        if not 0.0 <= config.actor_grad_mix <= 1.0:
+            raise ValueError(f"actor_grad_mix must lie in [0, 1], got {config.actor_grad_mix}")
         self.config = config
         self.actor_grad = config.actor_grad
         if self.actor_grad == "auto":  # a pathwise gradient needs a reparameterisable prior
@@ -106,12 +110,14 @@ class Behavior(nn.Module):
         scale = self.normalizer.update(returns)
         dist = self.actor(feat[:-1].detach())
         entropy = dist.entropy()
-        if self.actor_grad == "reinforce":
+        mix = 1.0 if self.actor_grad == "reinforce" else cfg.actor_grad_mix
+        objective = 0.0
+        if mix > 0:
             with torch.no_grad():
                 advantage = (returns - self.critic.value(feat[:-1].detach())) / scale
-            objective = dist.log_prob(traj["raw_action"].detach()) * advantage
-        else:
-            objective = returns / scale
+            objective = mix * dist.log_prob(traj["raw_action"].detach()) * advantage
+        if mix < 1:
+            objective = objective + (1 - mix) * returns / scale
         actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
         critic_loss = (weight * self.critic.loss(feat[:-1].detach(), returns.detach(), cfg.slow_reg)).mean()
         metrics = {"actor_loss": actor_loss.item(), "critic_loss": critic_loss.item(),
