@@ -18,8 +18,9 @@ the actor, then (all shapes (H+1, N) over s_0..s_H unless noted):
                 rewards and continue flags of the batch (bootstrapped by v; DreamerV3's ``repval``), (B, T−1)
 
 The bootstrap v is the online critic, as in DreamerV3's code (``slow_target=True``: the slow EMA copy, as in
-DreamerV2); with ``slow_reg`` > 0 the slow copy also regularises the critic (DreamerV3; off by default). On cartpole-swingup's frozen model
-(docs/agent.md) the online bootstrap's mean imagined value was ~15 % higher after 3000 updates.
+DreamerV2); with ``slow_reg`` > 0 the slow copy also regularises the critic (DreamerV3; off by default).
+On cartpole-swingup's frozen model (docs/agent.md) the online bootstrap's mean imagined value was ~15 %
+higher after 3000 updates.
 
 World-model parameters are frozen during this update: neither loss leaves a gradient on them.
 Actions fed to the dynamics are clipped to [−1, 1], as the environment clips them; log-probabilities
