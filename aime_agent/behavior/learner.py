@@ -6,11 +6,11 @@ the actor, then (all shapes (H+1, N) over s_0..s_H unless noted):
     r_k, c_k  = reward / continue heads at s_k;  v_k = critic;  R^λ = lambda_returns(r, c, v)       (H, N)
     w_k       = Π_{j≤k} γ c_j  (c_0 = 1), stop-gradient                                              (H, N)
     S         = max(1, P95 − P5) of R^λ (EMA),  A_k = (R^λ_k − v(s_k)) / S
-    actor     = −mean w_k [log π(a_k | s_k) sg(A_k) + η H(π(·|s_k))]        (``actor_grad="reinforce"``, default)
+    actor     = −mean w_k [log π(a_k | s_k) sg(A_k) + η H(π(·|s_k))]        (``actor_grad="reinforce"``)
               = −mean w_k [R^λ_k / S + η H(π(·|s_k))]                        (``"dynamics"``)
               = −mean w_k [(1 − ρ) R^λ_k / S + ρ log π(a_k | s_k) sg(A_k) + η H]  (dynamics, ``actor_grad_mix`` ρ;
                 DreamerV2's mix of the two gradients)
-    ``"auto"`` picks dynamics backprop for the Gaussian prior (DreamerV3's first DMC setting,
+    ``"auto"`` (default) picks dynamics backprop for the Gaussian prior (DreamerV3's first DMC setting,
     ``actor_grad_cont: backprop``) and REINFORCE for the DPGMM prior, whose sampled component has no
     pathwise gradient.
     critic    = mean w_k [CE(v(s_k), twohot(sg R^λ_k)) + slow_reg · CE(v(s_k), twohot(v̄_k))]
