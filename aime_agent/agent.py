@@ -240,12 +240,14 @@ class AIME(OffPolicyAlgorithm):
         self._update_learning_rate([self.policy.wm_optimizer])
         wm, behavior = self.policy.world_model, self.policy.behavior
         sums: dict[str, float] = defaultdict(float)
+        warmup = self.policy.config.behavior.actor_warmup
         for _ in range(gradient_steps):
+            train_actor = self._n_updates >= warmup
             batch = self.replay_buffer.sample_sequences(batch_size, self.batch_length, self._replay_rng)
             wm_metrics, out = train_step(wm, self.policy.wm_optimizer, batch)
             start = LatentState(out["rnn"].flatten(0, 1), out["stoch"].flatten(0, 1)).detach()
             replay = {"feat": out["feat"], "reward": out["reward"], "cont": out["cont"]}
-            for key, value in {**wm_metrics, **behavior.train_step(wm, start, replay)}.items():
+            for key, value in {**wm_metrics, **behavior.train_step(wm, start, replay, train_actor)}.items():
                 sums[key] += value
             self._n_updates += 1
             if self._n_updates % self.policy.config.agent.image_every == 0:

@@ -86,6 +86,11 @@ class BehaviorConfig:
     # with actor_grad "dynamics": weight ρ of a REINFORCE term mixed into the backprop objective (DreamerV2's
     # actor_grad_mix): (1 − ρ)·R^λ/S + ρ·log π(a|s)·sg(A)
     actor_grad_mix: float = 0.0
+    # world-model updates before the actor's first step (the critic trains from the start): until the model
+    # responds to actions, the pathwise gradient is noise that Adam turns into full steps, so the actor
+    # saturates to a constant push, the replay then holds one action and the model never learns what
+    # actions do (docs/agent.md, "Actor warm-up"). Dreamer's ``pretrain`` and TD-MPC2's seed updates play this role
+    actor_warmup: int = 0
     actor_lr: float = 8e-5
     critic_lr: float = 3e-4  # 8e-5 (with slow_reg 1) lets the value lag the policy by thousands of updates
     eps: float = 1e-5

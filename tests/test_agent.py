@@ -183,6 +183,20 @@ def test_fixed_seed_gives_identical_parameters():
         torch.testing.assert_close(x, y, atol=0, rtol=0, msg=name)
 
 
+def test_actor_warmup_holds_the_actor_for_that_many_updates():
+    model = tiny_agent(actor_warmup=10)
+    behavior = model.policy.behavior
+    actor = [p.clone() for p in behavior.actor.parameters()]
+    critic = [p.clone() for p in behavior.critic.net.parameters()]
+    model.learn(24 + 4 * 10)  # exactly 10 updates: the warm-up
+    assert model._n_updates == 10
+    assert all(torch.equal(a, b) for a, b in zip(actor, behavior.actor.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(critic, behavior.critic.net.parameters(), strict=True))
+    model.learn(4, reset_num_timesteps=False)  # update 11 moves the actor
+    assert model._n_updates == 11
+    assert any(not torch.equal(a, b) for a, b in zip(actor, behavior.actor.parameters(), strict=True))
+
+
 class NaNReward(gym.Wrapper):
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)

@@ -78,6 +78,22 @@ def test_actor_and_critic_updates_leave_world_model_gradients_untouched(actor_gr
     assert all(p.requires_grad for p in behavior.critic.net.parameters())
 
 
+def test_warmup_step_trains_the_critic_and_leaves_the_actor():
+    torch.manual_seed(0)
+    config = preset("tiny")
+    model = WorldModel(config, action_dim=2)
+    behavior = Behavior(config.behavior, model.feat_dim, 2, config.model.hidden)
+    start = LatentState(torch.randn(6, model.cell.state_size), torch.randn(6, config.model.stoch))
+    actor_before = [p.clone() for p in behavior.actor.parameters()]
+    critic_before = [p.clone() for p in behavior.critic.net.parameters()]
+    metrics = behavior.train_step(model, start, train_actor=False)
+    assert "actor_grad_norm" not in metrics and "critic_grad_norm" in metrics
+    assert all(p.grad is None for p in behavior.actor.parameters())  # not even a gradient
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, behavior.actor.parameters(), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(critic_before, behavior.critic.net.parameters(), strict=True))
+    assert behavior.actor_opt.state == {}  # Adam's moments start at the first real actor step
+
+
 @pytest.mark.parametrize("slow_target", [False, True])
 def test_returns_bootstrap_from_the_online_critic_unless_slow_target(slow_target):
     """Zero reward head and λ = 0: the critic's targets are γ·c_{k+1}·v(s_{k+1}), with v the online critic (set to a

@@ -22,6 +22,10 @@ DreamerV2); with ``slow_reg`` > 0 the slow copy also regularises the critic (Dre
 On cartpole-swingup's frozen model (docs/agent.md) the online bootstrap's mean imagined value was ~15 %
 higher after 3000 updates.
 
+During the agent's ``actor_warmup`` (the first N world-model updates) only the critic is updated: a model
+that does not yet respond to actions gives the pathwise gradient a tiny consistent slope that Adam turns
+into full steps, saturating the actor to a constant push (docs/agent.md).
+
 World-model parameters are frozen during this update: neither loss leaves a gradient on them.
 Actions fed to the dynamics are clipped to [−1, 1], as the environment clips them; log-probabilities
 are of the unclipped samples.
@@ -70,10 +74,11 @@ class Behavior(nn.Module):
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=config.eps)
         self.critic_opt = torch.optim.Adam(self.critic.net.parameters(), lr=config.critic_lr, eps=config.eps)
 
-    def imagine(self, world_model: WorldModel, start: LatentState) -> dict:
-        """Roll out the actor in the world model's prior; returns the trajectory and the raw actions."""
+    def imagine(self, world_model: WorldModel, start: LatentState, pathwise: bool | None = None) -> dict:
+        """Roll out the actor in the world model's prior; returns the trajectory and the raw actions.
+        ``pathwise`` (default: ``actor_grad == "dynamics"``) keeps the graph from the actions to the returns."""
         raw = []
-        dynamics = self.actor_grad == "dynamics"
+        dynamics = self.actor_grad == "dynamics" if pathwise is None else pathwise
 
         def policy(feat):
             dist = self.actor(feat if dynamics else feat.detach())
@@ -96,12 +101,16 @@ class Behavior(nn.Module):
                                      cfg.gamma, cfg.lam)  # fmt: skip
         return self.critic.loss(feat[:-1], returns, cfg.slow_reg).mean()
 
-    def losses(self, world_model: WorldModel, start: LatentState) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    def losses(self, world_model: WorldModel, start: LatentState, train_actor: bool = True
+               ) -> tuple[torch.Tensor, torch.Tensor, dict]:  # fmt: skip
+        """Actor and critic losses from one imagined batch. With ``train_actor`` False (the warm-up) the actor
+        loss is a constant zero and the rollout keeps no graph."""
         cfg = self.config
+        pathwise = self.actor_grad == "dynamics" and train_actor
         with frozen(world_model), frozen(self.critic):  # the critic's own loss below is its only gradient
-            traj = self.imagine(world_model, start)
+            traj = self.imagine(world_model, start, pathwise)
             feat = traj["feat"]  # (H+1, N, F)
-            with torch.set_grad_enabled(self.actor_grad == "dynamics"):
+            with torch.set_grad_enabled(pathwise):
                 reward = world_model.reward_head.predict(feat)
                 cont = world_model.cont_head.predict(feat)
                 cont = torch.cat([torch.ones_like(cont[:1]), cont[1:]])
@@ -120,6 +129,8 @@ class Behavior(nn.Module):
         if mix < 1:
             objective = objective + (1 - mix) * returns / scale
         actor_loss = -(weight * (objective + cfg.entropy * entropy)).mean()
+        if not train_actor:
+            actor_loss = actor_loss.detach()  # reported, not optimised
         critic_loss = (weight * self.critic.loss(feat[:-1].detach(), returns.detach(), cfg.slow_reg)).mean()
         metrics = {"actor_loss": actor_loss.item(), "critic_loss": critic_loss.item(),
                    "entropy": entropy.mean().item(), "imag_return": returns.mean().item(),
@@ -127,10 +138,12 @@ class Behavior(nn.Module):
                    "action_std": dist.base_dist.scale.mean().item()}  # fmt: skip
         return actor_loss, critic_loss, metrics
 
-    def train_step(self, world_model: WorldModel, start: LatentState, replay: dict | None = None) -> dict:
+    def train_step(self, world_model: WorldModel, start: LatentState, replay: dict | None = None,
+                   train_actor: bool = True) -> dict:  # fmt: skip
         """One update of actor and critic (separate optimizers), then the slow critic. ``replay`` (feat, reward,
-        cont of the batch's posterior rollout) adds the replay critic term when ``replay_critic`` > 0."""
-        actor_loss, critic_loss, metrics = self.losses(world_model, start)
+        cont of the batch's posterior rollout) adds the replay critic term when ``replay_critic`` > 0.
+        ``train_actor`` False updates the critic only (the agent's ``actor_warmup``)."""
+        actor_loss, critic_loss, metrics = self.losses(world_model, start, train_actor)
         if replay is not None and self.config.replay_critic > 0:
             replay_loss = self.replay_critic_loss(replay)
             metrics["replay_critic_loss"] = replay_loss.item()
@@ -141,9 +154,10 @@ class Behavior(nn.Module):
         self.critic_opt.zero_grad(set_to_none=True)
         (actor_loss + critic_loss).backward()  # disjoint parameters: one backward pass serves both
         clip = self.config.grad_clip
-        metrics["actor_grad_norm"] = float(nn.utils.clip_grad_norm_(self.actor.parameters(), clip))
         metrics["critic_grad_norm"] = float(nn.utils.clip_grad_norm_(self.critic.net.parameters(), clip))
-        self.actor_opt.step()
+        if train_actor:
+            metrics["actor_grad_norm"] = float(nn.utils.clip_grad_norm_(self.actor.parameters(), clip))
+            self.actor_opt.step()
         self.critic_opt.step()
         self.critic.update_slow(self.config.slow_critic_rate)
         return metrics
