@@ -104,7 +104,7 @@ class Behavior(nn.Module):
     def losses(self, world_model: WorldModel, start: LatentState, train_actor: bool = True
                ) -> tuple[torch.Tensor, torch.Tensor, dict]:  # fmt: skip
         """Actor and critic losses from one imagined batch. With ``train_actor`` False (the warm-up) the actor
-        loss is a constant zero and the rollout keeps no graph."""
+        loss is detached (reported, not optimised) and the rollout keeps no graph."""
         cfg = self.config
         pathwise = self.actor_grad == "dynamics" and train_actor
         with frozen(world_model), frozen(self.critic):  # the critic's own loss below is its only gradient
