@@ -89,7 +89,8 @@ class BehaviorConfig:
     # world-model updates before the actor's first step (the critic trains from the start): until the model
     # responds to actions, the pathwise gradient is noise that Adam turns into full steps, so the actor
     # saturates to a constant push, the replay then holds one action and the model never learns what
-    # actions do (docs/agent.md, "The actor saturates while the model is blind to actions"). Dreamer's ``pretrain`` and TD-MPC2's seed updates play this role
+    # actions do (docs/agent.md, "The actor saturates while the model is blind to actions"). Dreamer's
+    # ``pretrain`` and TD-MPC2's seed updates play this role
     actor_warmup: int = 0
     actor_lr: float = 8e-5
     critic_lr: float = 3e-4  # 8e-5 (with slow_reg 1) lets the value lag the policy by thousands of updates
