@@ -91,7 +91,7 @@ class BehaviorConfig:
     # saturates to a constant push, the replay then holds one action and the model never learns what
     # actions do (docs/agent.md, "The actor saturates while the model is blind to actions"). Dreamer's
     # ``pretrain`` and TD-MPC2's seed updates play this role
-    actor_warmup: int = 0
+    actor_warmup: int = 1000  # `small`: 4000 agent steps after learning_starts; tiny: 0 (tests move the actor)
     actor_lr: float = 8e-5
     critic_lr: float = 3e-4  # 8e-5 (with slow_reg 1) lets the value lag the policy by thousands of updates
     eps: float = 1e-5
@@ -209,6 +209,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "behavior.critic_bins": 31,
         "behavior.actor_lr": 3e-4,
         "behavior.critic_lr": 3e-4,
+        "behavior.actor_warmup": 0,
         "agent.buffer_size": 10_000,
         "agent.learning_starts": 64,
         "agent.train_every": 4,
