@@ -33,7 +33,6 @@ CONSTANTS = (-1.0, -0.5, 0.0, 0.5, 1.0)
 @torch.no_grad()
 def probe(model, batch_size: int = 16, seed: int = 0) -> dict:
     """Posterior health and J(c) of an ``AIME`` agent on ``batch_size`` replayed windows."""
-    from aime_agent.behavior.returns import lambda_returns
     from aime_agent.world_model import LatentState
 
     wm, behavior, cfg = model.policy.world_model, model.policy.behavior, model.policy.behavior.config
@@ -58,10 +57,7 @@ def probe(model, batch_size: int = 16, seed: int = 0) -> dict:
         with torch.random.fork_rng(devices=[wm.device] if wm.device.type == "cuda" else []):
             torch.manual_seed(seed)  # the same prior noise for every c (common random numbers)
             feat = wm.imagine(start, policy, cfg.horizon)["feat"]  # (H+1, N, F)
-        reward, value = wm.reward_head.predict(feat), behavior.critic.value(feat)
-        cont = wm.cont_head.predict(feat)
-        cont = torch.cat([torch.ones_like(cont[:1]), cont[1:]])
-        returns = lambda_returns(reward, cont, value, cfg.gamma, cfg.lam)
+        reward, _, value, returns = behavior.imagined_returns(wm, feat)
         result[f"J({c})"] = (returns[0].mean().item(), reward[1:].sum(0).mean().item(), value[-1].mean().item())
     return result
 

@@ -74,22 +74,31 @@ class Behavior(nn.Module):
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=config.actor_lr, eps=config.eps)
         self.critic_opt = torch.optim.Adam(self.critic.net.parameters(), lr=config.critic_lr, eps=config.eps)
 
-    def imagine(self, world_model: WorldModel, start: LatentState, pathwise: bool | None = None) -> dict:
+    def imagine(self, world_model: WorldModel, start: LatentState, pathwise: bool) -> dict:
         """Roll out the actor in the world model's prior; returns the trajectory and the raw actions.
-        ``pathwise`` (default: ``actor_grad == "dynamics"``) keeps the graph from the actions to the returns."""
+        ``pathwise`` keeps the graph from the actions to the returns (dynamics backprop)."""
         raw = []
-        dynamics = self.actor_grad == "dynamics" if pathwise is None else pathwise
 
         def policy(feat):
-            dist = self.actor(feat if dynamics else feat.detach())
-            action = dist.rsample() if dynamics else dist.sample()
+            dist = self.actor(feat if pathwise else feat.detach())
+            action = dist.rsample() if pathwise else dist.sample()
             raw.append(action)
             return action.clamp(-1.0, 1.0)
 
-        with torch.set_grad_enabled(dynamics):
+        with torch.set_grad_enabled(pathwise):
             traj = world_model.imagine(start.detach(), policy, self.config.horizon)
         traj["raw_action"] = torch.stack(raw)
         return traj
+
+    def imagined_returns(self, world_model: WorldModel, feat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Heads and λ-returns along an imagined trajectory ``feat`` (H+1, N, F): reward, continue (c_0 = 1)
+        and value, each (H+1, N), and R^λ (H, N)."""
+        cfg = self.config
+        reward = world_model.reward_head.predict(feat)
+        cont = world_model.cont_head.predict(feat)
+        cont = torch.cat([torch.ones_like(cont[:1]), cont[1:]])
+        value = self.critic.value(feat, slow=cfg.slow_target)
+        return reward, cont, value, lambda_returns(reward, cont, value, cfg.gamma, cfg.lam)
 
     def replay_critic_loss(self, replay: dict) -> torch.Tensor:
         """Critic loss on replayed sequences: feat (B, T, F), reward and cont (B, T) of the batch (row t holds
@@ -111,11 +120,7 @@ class Behavior(nn.Module):
             traj = self.imagine(world_model, start, pathwise)
             feat = traj["feat"]  # (H+1, N, F)
             with torch.set_grad_enabled(pathwise):
-                reward = world_model.reward_head.predict(feat)
-                cont = world_model.cont_head.predict(feat)
-                cont = torch.cat([torch.ones_like(cont[:1]), cont[1:]])
-                value = self.critic.value(feat, slow=cfg.slow_target)
-                returns = lambda_returns(reward, cont, value, cfg.gamma, cfg.lam)
+                reward, cont, _, returns = self.imagined_returns(world_model, feat)
         weight = torch.cumprod(cfg.gamma * cont, 0)[:-1].detach() / cfg.gamma  # w_0 = 1
         scale = self.normalizer.update(returns)
         dist = self.actor(feat[:-1].detach())
