@@ -35,6 +35,9 @@ class ModelConfig:
     alpha_shape: float = 0.2  # Gamma(a0, b0) hyperprior of the DP concentration α (shape, rate): mean 0.2, weak,
     alpha_rate: float = 1.0  # so one component when one suffices, more when the data asks (tests/test_dpgmm.py)
     min_std: float = 0.1  # floor of posterior / prior standard deviations
+    # standardise the encoder's input frames by running pixel statistics (encoder_decoder/normalizer.py): without
+    # it `tiny` stayed collapsed for 1000+ updates on cartpole, with it z carried the state within ~400
+    input_norm: bool = True
     reward_bins: int = 255  # symlog two-hot bins of the reward head (DreamerV3)
     reward_head_layers: int = 1
     cont_head_layers: int = 1
@@ -153,7 +156,7 @@ class AIMEConfig:
                 parts[f.name] = data[f.name]
             else:
                 sub = f.default_factory  # type: ignore[misc]
-                parts[f.name] = _build(sub, data[f.name], f.name)
+                parts[f.name] = _build(sub, _with_legacy(sub, data[f.name], f.name), f.name)
         return cls(**parts)
 
     def override(self, **overrides: Any) -> AIMEConfig:
@@ -170,6 +173,16 @@ class AIMEConfig:
                 raise TypeError(f"config field {section}.{name} is {type(current).__name__}, got {value!r}")
             data[section][name] = float(value) if isinstance(current, float) else value
         return AIMEConfig.from_dict(data)
+
+
+def _with_legacy(cls, values: dict[str, Any], section: str) -> dict[str, Any]:
+    """A section saved before some fields existed (it lacks those fields and nothing else) gets their
+    ``LEGACY`` values; a partial section written by hand gets the defaults."""
+    legacy = LEGACY.get(section, {})
+    missing = {f.name for f in dataclasses.fields(cls)} - set(values)
+    if missing and missing <= set(legacy):
+        return {**{k: legacy[k] for k in missing}, **values}
+    return values
 
 
 def _build(cls, values: dict[str, Any], section: str):
@@ -193,6 +206,10 @@ def _locate(data: dict[str, Any], key: str) -> tuple[str, str]:
         raise ValueError(f"config field {key!r} is {why}. Fields: {', '.join(fields)}")
     return owners[0], key
 
+
+# Fields added after checkpoints existed, with the value that reproduces the old behaviour: a saved config
+# that lacks only these gets them (``_with_legacy``), so an old checkpoint loads and resumes as it was.
+LEGACY: dict[str, dict[str, Any]] = {"model": {"input_norm": False}}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {

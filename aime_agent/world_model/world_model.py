@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from aime_agent.config import AIMEConfig
-from aime_agent.encoder_decoder import ContinueHead, ConvDecoder, ConvEncoder, RewardHead
+from aime_agent.encoder_decoder import ContinueHead, ConvDecoder, ConvEncoder, PixelStandardizer, RewardHead
 from aime_agent.generative_prior import DiagGaussian, GaussianHead, make_prior
 from aime_agent.temporal_dynamics import make_cell
 from aime_agent.world_model.batch import preprocess
@@ -46,6 +46,7 @@ class WorldModel(nn.Module):
         super().__init__()
         m = config.model
         self.config, self.action_dim = config, action_dim
+        self.input_norm = PixelStandardizer(m.image_size) if m.input_norm else None
         self.encoder = ConvEncoder(m.cnn_depth, m.res_blocks, m.image_size)
         self.cell_input = nn.Sequential(nn.Linear(m.stoch + action_dim, m.hidden), nn.LayerNorm(m.hidden), nn.SiLU())
         self.cell = make_cell(m.cell, m.hidden, m.deter)
@@ -81,9 +82,11 @@ class WorldModel(nn.Module):
         return LatentState(self.cell.initial(n), torch.zeros(n, self.config.model.stoch, device=self.device))
 
     def embed(self, image: Tensor) -> Tensor:
-        """(B, T, 3, S, S) → (B, T, E)."""
+        """(B, T, 3, S, S) → (B, T, E). Frames are standardised first when ``model.input_norm``."""
         b, t = image.shape[:2]
         x = image.flatten(0, 1)
+        if self.input_norm is not None:
+            x = self.input_norm(x)
         if self.config.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self._autocast():
@@ -176,9 +179,14 @@ class WorldModel(nn.Module):
 
     # -- loss ------------------------------------------------------------------------------------
     def loss(self, batch: Mapping) -> tuple[Tensor, dict[str, float], dict]:
-        """World-model loss on a batch in the schema. Returns (total, named scalar terms, rollout)."""
+        """World-model loss on a batch in the schema. Returns (total, named scalar terms, rollout).
+
+        In train mode with gradients on (a training step, like BatchNorm), the batch's frames first update
+        the input standardiser's running statistics."""
         cfg = self.config.loss
         inputs = self.preprocess(batch)
+        if self.input_norm is not None and self.training and torch.is_grad_enabled():
+            self.input_norm.update(inputs["image"])
         out = self.observe(inputs)
         feat = out["feat"]
         recon_mean = self.decode(feat)
