@@ -31,7 +31,8 @@ def test_running_moments_equal_the_moments_of_all_frames_seen():
     # Hence the standardised frames have mean 0 per pixel and a mean per-pixel variance of exactly 1.
     y = norm(frames.float()).double()
     torch.testing.assert_close(y.mean(0), torch.zeros_like(mean), rtol=0, atol=1e-5)
-    torch.testing.assert_close(y.var(0, unbiased=False).mean(), torch.tensor(1.0, dtype=torch.float64), rtol=1e-5, atol=0)
+    one = torch.tensor(1.0, dtype=torch.float64)
+    torch.testing.assert_close(y.var(0, unbiased=False).mean(), one, rtol=1e-5, atol=0)
 
 
 def test_hand_computed_two_frames():
