@@ -40,11 +40,12 @@ class PixelStandardizer(nn.Module):
         n = float(x.shape[0])
         if n == 0:
             return
+        seen = float(self.count)  # one host read per update
         batch_mean = x.mean(0)
         batch_m2 = (x - batch_mean).pow(2).sum(0)
-        total = float(self.count) + n
+        total = seen + n
         delta = batch_mean - self.mean
-        self.m2 += batch_m2 + delta.pow(2) * (float(self.count) * n / total)
+        self.m2 += batch_m2 + delta.pow(2) * (seen * n / total)
         self.mean += delta * (n / total)
         self.count.fill_(total)
         self.scale.copy_((self.m2 / total).mean().add(self.eps).sqrt())
