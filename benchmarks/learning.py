@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import time
 from pathlib import Path
@@ -151,6 +152,17 @@ def at(rows: list[dict], env_steps: int) -> dict | None:
     return next((r for r in rows if int(r["env_steps"]) == env_steps), None)
 
 
+def published_lines(path: Path) -> list[str]:
+    """Published per-seed curves at the milestones (``benchmarks/published.py``'s JSON), as Markdown lines."""
+    from published import table
+
+    if not path.is_file():
+        return []
+    intro = ("Published curves at the same milestones, for comparison (mean over seeds [min – max]; how each is "
+             "read: [published_cartpole.md](published_cartpole.md)):")  # fmt: skip
+    return ["", intro, "", *table(json.loads(path.read_text()))]
+
+
 def write_report(csv_dir: Path, out: Path) -> None:
     """docs/benchmarks/learning.md (tables) and learning.png (per-seed curves) from the per-run CSVs."""
     import matplotlib
@@ -216,6 +228,7 @@ def write_report(csv_dir: Path, out: Path) -> None:
         published = ", ".join(f"{k} {v}" for k, v in PUBLISHED_100K.get(task, {}).items())
         lines.append(f"| {algo} | {task} | {len(values)} | {np.mean(values):.0f} | {np.min(values):.0f} | "
                      f"{published} (published) |")  # fmt: skip
+    lines += published_lines(out / "published_cartpole.json")
     lines += ["", "Wall time includes evaluation. Reproduce: `python benchmarks/learning.py --algo aime --env "
               "cartpole-swingup --seed 0` (and `--algo sac`, other `--env`/`--seed`); each run resumes from "
               "`runs/learning/<run>/` after an interruption; then `python benchmarks/learning.py --report`.",
