@@ -184,7 +184,7 @@ def write_report(csv_dir: Path, out: Path) -> None:
              "default replay ratio. SAC: SB3 `CnnPolicy`, 3 stacked frames, buffer 100k. A run not yet at a "
              "milestone shows –. Raw per-seed CSVs: [learning/](learning/). Wall times are as the runs ran: two "
              "runs at a time with 1 torch thread each (`OMP_NUM_THREADS=1`), often beside diagnostics, so they "
-             "bound the time of a run alone from above (`small` alone with 2 threads: ~15 env steps/s).",
+             "bound the time of a run alone from above (`small` alone with 2 threads: 6.6 env steps/s over its first 10k env steps).",
              "", status, "",
              "| run | " + " | ".join(f"{m // 1000}k" for m in MILESTONES)
              + " | env steps done | wall h per 100k env steps | env steps/s | updates/s |",
