@@ -4,8 +4,9 @@ Every ``--eval-every`` env steps (dm_control control steps) the deterministic po
 ``--eval-episodes`` episodes of a separate env, a row is appended to ``<csv-dir>/<algo>-<task>-s<seed>.csv``
 (env steps, eval return mean/std, wall time, updates, env steps/s), and the run is checkpointed
 atomically under ``--runs``. Rerunning the same command resumes from the last checkpoint, so a run may
-span sessions; only the CSVs belong in git. ``--report`` turns the CSVs into docs/benchmarks/learning.md
-and learning.png.
+span sessions; only the CSVs belong in git. A CSV whose checkpoint is gone stops the script instead of
+being overwritten; ``--restart`` then moves it to ``superseded/<run>-lost-at-<N>k.csv`` and starts over.
+``--report`` turns the CSVs into docs/benchmarks/learning.md and learning.png.
 
     python benchmarks/learning.py --algo aime --env cartpole-swingup --seed 0            # 100k env steps
     python benchmarks/learning.py --algo sac --env cartpole-swingup --seed 0
@@ -98,6 +99,11 @@ def load(algo: str, rundir: Path, env):
     return SAC.load(rundir / "checkpoint.zip", env=env)
 
 
+def superseded_path(csv_path: Path, rows: list[dict]) -> Path:
+    """Where ``--restart`` keeps the curve of a run whose checkpoint was lost."""
+    return csv_path.parent / "superseded" / f"{csv_path.stem}-lost-at-{int(rows[-1]['env_steps']) // 1000}k.csv"
+
+
 def run(args) -> None:
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.logger import configure as configure_logger
@@ -114,7 +120,16 @@ def run(args) -> None:
         model.load_replay_buffer(rundir / "replay.pkl")
         rows = [r for r in rows if r["env_steps"] <= model.num_timesteps * ACTION_REPEAT]
         print(f"{name}: resuming at {model.num_timesteps * ACTION_REPEAT} env steps", flush=True)
+    elif rows and not args.restart:
+        raise SystemExit(f"{csv_path} holds {len(rows)} evaluations up to {int(rows[-1]['env_steps'])} env steps, but "
+                         f"{rundir / 'checkpoint.zip'} is missing, so the run cannot resume. Pass --restart to start "
+                         f"it over; its old curve is then kept as {superseded_path(csv_path, rows)}.")  # fmt: skip
     else:
+        if rows:  # --restart: keep the lost run's curve beside the other superseded ones
+            kept = superseded_path(csv_path, rows)
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(csv_path, kept)
+            print(f"{name}: no checkpoint; restarting, the old curve moved to {kept}", flush=True)
         model, rows = build(args, env), []
     wall = rows[-1]["wall_s"] if rows else 0.0
     # Training metrics (losses, imagined returns, episode returns) for diagnosis: one folder per resumed segment,
@@ -184,7 +199,8 @@ def write_report(csv_dir: Path, out: Path) -> None:
              "default replay ratio. SAC: SB3 `CnnPolicy`, 3 stacked frames, buffer 100k. A run not yet at a "
              "milestone shows –. Raw per-seed CSVs: [learning/](learning/). Wall times are as the runs ran: two "
              "runs at a time with 1 torch thread each (`OMP_NUM_THREADS=1`), often beside diagnostics, so they "
-             "bound the time of a run alone from above (`small` alone with 2 threads: 6.6 env steps/s over its first 10k env steps).",
+             "bound the time of a run alone from above (`small` alone with 2 threads: 6.6 env steps/s over its first "
+             "10k env steps).",
              "", status, "",
              "| run | " + " | ".join(f"{m // 1000}k" for m in MILESTONES)
              + " | env steps done | wall h per 100k env steps | env steps/s | updates/s |",
@@ -263,6 +279,8 @@ def main(argv=None) -> None:
     parser.add_argument("--preset", default="small")
     parser.add_argument("--override", nargs="*", default=[], type=str,
                         help="key=value: AIME config fields, or SAC keyword arguments")  # fmt: skip
+    parser.add_argument("--restart", action="store_true",
+                        help="start over when the CSV has rows but no checkpoint (the old CSV is kept)")  # fmt: skip
     parser.add_argument("--sac-buffer", type=int, default=100_000)
     parser.add_argument("--csv-dir", type=Path, default=CSV_DIR)
     parser.add_argument("--runs", type=Path, default=RUNS)

@@ -45,6 +45,25 @@ def test_runs_resume_and_report(tmp_path, algo):
     assert "| sac-cartpole-swingup-s0 | 10k: 12 | 10000 | 100.0 |" in report
 
 
+def test_a_lost_checkpoint_never_replaces_the_committed_curve(tmp_path):
+    """CSV rows without a checkpoint: refuse and name the way out; ``--restart`` moves the old curve to
+    superseded/ and starts the run over."""
+    args = ["--algo", "aime", "--env", "cartpole-balance", "--eval-every", "24", "--eval-episodes", "1",
+            "--env-steps", "24", "--csv-dir", str(tmp_path / "csv"), "--runs", str(tmp_path / "runs"),
+            "--preset", "tiny", "--override", "learning_starts=9", "train_every=2"]  # fmt: skip
+    path = tmp_path / "csv" / "aime-cartpole-balance-s0.csv"
+    old = [{"env_steps": 10_000, "eval_return_mean": 148.5, "eval_return_std": 1.4, "wall_s": 2182.1,
+            "updates": 2000, "env_steps_per_s": 4.6}]  # fmt: skip
+    learning.write_rows(path, old)
+    with pytest.raises(SystemExit, match="checkpoint.zip is missing.*--restart"):
+        learning.main(args)
+    assert [float(r["eval_return_mean"]) for r in rows(path)] == [148.5]  # untouched
+    learning.main([*args, "--restart"])
+    kept = tmp_path / "csv" / "superseded" / "aime-cartpole-balance-s0-lost-at-10k.csv"
+    assert [float(r["eval_return_mean"]) for r in rows(kept)] == [148.5]
+    assert [int(r["env_steps"]) for r in rows(path)] == [24]
+
+
 def test_reward_fidelity_records_aligned_rows():
     import numpy as np
     import reward_fidelity
