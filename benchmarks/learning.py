@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from published import MILESTONES, table  # the milestones our report and the published curves share
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV_DIR = ROOT / "docs" / "benchmarks" / "learning"
@@ -159,7 +160,6 @@ PUBLISHED_100K = {
     "cartpole-swingup": {"DreamerV3": 483, "DrQ-v2": 479, "MR.Q": 317},
     "cartpole-balance": {"DreamerV3": 863, "DrQ-v2": 987, "MR.Q": 920},
 }
-MILESTONES = (20_000, 50_000, 100_000)
 
 
 def at(rows: list[dict], env_steps: int) -> dict | None:
@@ -169,8 +169,6 @@ def at(rows: list[dict], env_steps: int) -> dict | None:
 
 def published_lines(path: Path) -> list[str]:
     """Published per-seed curves at the milestones (``benchmarks/published.py``'s JSON), as Markdown lines."""
-    from published import table
-
     if not path.is_file():
         return []
     intro = ("Published curves at the same milestones, for comparison (mean over seeds [min – max]; how each is "
