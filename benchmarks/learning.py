@@ -14,7 +14,9 @@ being overwritten; ``--restart`` then moves it to ``superseded/<run>-lost-at-<N>
 
 AIME: ``--preset small`` (its default replay ratio), ``fast`` rendering, action repeat 2. SAC:
 ``CnnPolicy`` with 3 stacked frames (VecFrameStack, as SB3 users would), buffer 100k, SB3's defaults
-otherwise, the same env, action repeat and rendering.
+otherwise, the same env, action repeat and rendering. On a lent GPU machine, ``--sac-device-replay`` keeps SAC's
+replay observations on the GPU (same sampling; ``device_replay.py``) and ``--no-checkpoint`` skips the 3.7 GB
+replay snapshots that its disk would lose anyway.
 """
 
 from __future__ import annotations
@@ -86,6 +88,10 @@ def build(args, env):
         return AIME("CnnPolicy", env, preset=args.preset, seed=args.seed, **args.override)
     from stable_baselines3 import SAC
 
+    if args.sac_device_replay:  # same sampling, observations kept on the GPU (device_replay.py)
+        from device_replay import DeviceReplayBuffer
+
+        args.override.setdefault("replay_buffer_class", DeviceReplayBuffer)
     return SAC("CnnPolicy", env, buffer_size=args.sac_buffer, seed=args.seed, optimize_memory_usage=True,
                replay_buffer_kwargs={"handle_timeout_termination": False}, **args.override)  # fmt: skip
 
@@ -149,7 +155,8 @@ def run(args) -> None:
         rows.append({"env_steps": model.num_timesteps * ACTION_REPEAT, "eval_return_mean": float(np.mean(returns)),
                      "eval_return_std": float(np.std(returns)), "wall_s": wall, "updates": model._n_updates,
                      "env_steps_per_s": chunk * ACTION_REPEAT / elapsed})  # fmt: skip
-        save_run(model, rundir)
+        if not args.no_checkpoint:
+            save_run(model, rundir)
         write_rows(csv_path, rows)
         print(f"{name}: {rows[-1]}", flush=True)
 
@@ -216,7 +223,7 @@ def write_report(csv_dir: Path, out: Path) -> None:
                      f"{steps_per_s:.1f} | {updates_per_s:.2f} |")  # fmt: skip
     gpu = {p.stem: read_rows(p) for p in sorted((csv_dir / "gpu").glob("*.csv"))}
     if gpu:  # partial runs on a lent GPU machine: listed apart, since their wall times are not this machine's
-        lines += ["", "Runs on a lent GPU machine (NVIDIA H200, 16 CPU cores, several runs sharing it), stopped at the "
+        lines += ["", "Runs on a lent GPU machine (NVIDIA H200, 16 CPU cores, shared with other runs), stopped at the "
                   "machine's time limit; they cannot resume (their replay stayed there). Raw CSVs: "
                   "[learning/gpu/](learning/gpu/).", "",
                   "| run | evaluations (env steps: return) | env steps done | env steps/s there |",
@@ -280,6 +287,10 @@ def main(argv=None) -> None:
     parser.add_argument("--restart", action="store_true",
                         help="start over when the CSV has rows but no checkpoint (the old CSV is kept)")  # fmt: skip
     parser.add_argument("--sac-buffer", type=int, default=100_000)
+    parser.add_argument("--sac-device-replay", action="store_true",
+                        help="SAC's replay observations on the GPU (same sampling)")  # fmt: skip
+    parser.add_argument("--no-checkpoint", action="store_true",
+                        help="write only the CSV (a machine whose disk is lost: no resume)")  # fmt: skip
     parser.add_argument("--csv-dir", type=Path, default=CSV_DIR)
     parser.add_argument("--runs", type=Path, default=RUNS)
     parser.add_argument("--report", action="store_true", help="write docs/benchmarks/learning.md from the CSVs")

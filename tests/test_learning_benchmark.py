@@ -64,6 +64,40 @@ def test_a_lost_checkpoint_never_replaces_the_committed_curve(tmp_path):
     assert [int(r["env_steps"]) for r in rows(path)] == [24]
 
 
+@pytest.mark.parametrize("optimize", [True, False])
+def test_device_replay_samples_what_sb3s_buffer_samples(optimize):
+    """Same adds (past a wrap-around, with an episode end), same numpy seed: the same batches as SB3's
+    ``ReplayBuffer``, as tensors, for both storage layouts."""
+    import numpy as np
+    import torch
+    from device_replay import DeviceReplayBuffer
+    from gymnasium import spaces
+    from stable_baselines3.common.buffers import ReplayBuffer
+
+    obs_space, act_space = spaces.Box(0, 255, (3, 4, 4), np.uint8), spaces.Box(-1, 1, (2,), np.float32)
+    kwargs = {"optimize_memory_usage": optimize, "handle_timeout_termination": False, "device": "cpu"}
+    ours, sb3 = (cls(7, obs_space, act_space, **kwargs) for cls in (DeviceReplayBuffer, ReplayBuffer))
+    assert isinstance(ours.observations, torch.Tensor) and ours.observations.dtype == torch.uint8
+    rng = np.random.default_rng(0)
+    for t in range(11):
+        obs, nxt = (rng.integers(0, 256, (1, 3, 4, 4), dtype=np.uint8) for _ in range(2))
+        action, reward, done = rng.uniform(-1, 1, (1, 2)).astype(np.float32), rng.normal(size=1), np.array([t == 5])
+        for buffer in (ours, sb3):
+            buffer.add(obs, nxt, action, reward, done, [{}])
+    assert (ours.pos, ours.full) == (sb3.pos, sb3.full) == (4, True)
+    for seed in range(3):  # SB3's buffers draw from numpy's global generator
+        np.random.seed(seed)  # noqa: NPY002
+        a = ours.sample(5)
+        np.random.seed(seed)  # noqa: NPY002
+        b = sb3.sample(5)
+        for x, y in zip(a, b, strict=True):
+            if y is None:  # an optional field (n-step discounts) SB3 leaves unset
+                assert x is None
+                continue
+            assert isinstance(x, torch.Tensor) and x.dtype == y.dtype
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
 def test_reward_fidelity_records_aligned_rows():
     import numpy as np
     import reward_fidelity
