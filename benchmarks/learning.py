@@ -251,7 +251,8 @@ def write_report(csv_dir: Path, out: Path) -> None:
                      f"{published} (published) |")  # fmt: skip
     lines += published_lines(out / "published_cartpole.json")
     lines += ["", "Wall time includes evaluation. Reproduce: `python benchmarks/learning.py --algo aime --env "
-              "cartpole-swingup --seed 0` (and `--algo sac`, other `--env`/`--seed`); each run resumes from "
+              "cartpole-swingup --seed 0` (and `--algo sac`, other `--env`/`--seed`; the GPU runs of SAC add "
+              "`--sac-device-replay --no-checkpoint`); each run resumes from "
               "`runs/learning/<run>/` after an interruption; then `python benchmarks/learning.py --report`.",
               "", "![per-seed learning curves](learning.png)"]  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
