@@ -39,10 +39,15 @@ def test_runs_resume_and_report(tmp_path, algo):
     learning.write_rows(tmp_path / "csv" / "gpu" / "sac-cartpole-swingup-s0.csv",
                         [{"env_steps": 10_000, "eval_return_mean": 12.4, "eval_return_std": 1.0, "wall_s": 100.0,
                           "updates": 4900, "env_steps_per_s": 100.0}])  # fmt: skip
+    learning.write_rows(tmp_path / "csv" / "input_norm" / "aime-cartpole-swingup-s0.csv",  # another configuration
+                        [{"env_steps": 20_000, "eval_return_mean": 250.4, "eval_return_std": 3.0, "wall_s": 7200.0,
+                          "updates": 4500, "env_steps_per_s": 2.8}])  # fmt: skip
     learning.write_report(tmp_path / "csv", tmp_path / "docs")
     report = (tmp_path / "docs" / "learning.md").read_text()
     assert f"{algo}-cartpole-balance-s0" in report and (tmp_path / "docs" / "learning.png").exists()
     assert "| sac-cartpole-swingup-s0 | 10k: 12 | 10000 | 100.0 |" in report
+    variant = report.split("[learning/input_norm/](learning/input_norm/)")[1]  # its own table, after its title
+    assert "| aime-cartpole-swingup-s0 | 250 ± 3 | – | – | 20000 | 10.00 | 2.8 | 0.62 |" in variant
 
 
 def test_a_lost_checkpoint_never_replaces_the_committed_curve(tmp_path):
