@@ -238,11 +238,13 @@ def write_report(csv_dir: Path, out: Path) -> None:
              "10k env steps).",
              "", status, "",
              *run_table(runs)]  # fmt: skip
-    for folder, (title, command) in VARIANTS.items():
-        variant = {p.stem: read_rows(p) for p in sorted((csv_dir / folder).glob("*.csv"))}
-        if any(variant.values()):
+    variants = {folder: {p.stem: rows for p in sorted((csv_dir / folder).glob("*.csv")) if (rows := read_rows(p))}
+                for folder in VARIANTS}  # fmt: skip
+    for folder, variant in variants.items():
+        if variant:
+            title, command = VARIANTS[folder]
             lines += ["", f"{title}. Raw CSVs: [learning/{folder}/](learning/{folder}/). Reproduce: `{command}`.", "",
-                      *run_table({k: v for k, v in variant.items() if v})]  # fmt: skip
+                      *run_table(variant)]  # fmt: skip
     gpu = {p.stem: read_rows(p) for p in sorted((csv_dir / "gpu").glob("*.csv"))}
     if gpu:  # partial runs on a lent GPU machine: listed apart, since their wall times are not this machine's
         lines += ["", "Runs on a lent GPU machine (NVIDIA H200, 16 CPU cores, shared with other runs), stopped at the "
@@ -280,9 +282,8 @@ def write_report(csv_dir: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "learning.md").write_text("\n".join(lines) + "\n")
     plotted = dict(runs)  # the variants dashed, named by their folder
-    for folder in VARIANTS:
-        plotted |= {f"{p.stem} ({folder})": read_rows(p) for p in sorted((csv_dir / folder).glob("*.csv"))}
-    plotted = {k: v for k, v in plotted.items() if v}
+    for folder, variant in variants.items():
+        plotted |= {f"{name} ({folder})": rows for name, rows in variant.items()}
     tasks = sorted({parse_run(name)[1] for name in plotted})
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5 * max(1, len(tasks)), 3.5), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=False):
