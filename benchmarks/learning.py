@@ -70,6 +70,11 @@ def read_rows(path: Path) -> list[dict]:
     return rows
 
 
+def read_folder(folder: Path) -> dict[str, list[dict]]:
+    """The runs whose CSVs in ``folder`` have rows, by run name (the CSV's stem), in name order."""
+    return {p.stem: rows for p in sorted(folder.glob("*.csv")) if (rows := read_rows(p))}
+
+
 def write_rows(path: Path, rows: list[dict]) -> None:
     """Atomically: a temp file, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,8 +222,7 @@ def write_report(csv_dir: Path, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {p.stem: read_rows(p) for p in sorted(csv_dir.glob("*.csv"))}
-    runs = {k: v for k, v in runs.items() if v}
+    runs = read_folder(csv_dir)
     why = "[../agent.md](../agent.md#learning-status-measured-2-cpu-cores)"
     status = ("No run has started yet. " if not runs else "") + "A run whose *env steps done* is below " \
         f"{MILESTONES[-1] // 1000}k is unfinished: it resumes from its checkpoint in a later session, " \
@@ -238,14 +242,13 @@ def write_report(csv_dir: Path, out: Path) -> None:
              "10k env steps).",
              "", status, "",
              *run_table(runs)]  # fmt: skip
-    variants = {folder: {p.stem: rows for p in sorted((csv_dir / folder).glob("*.csv")) if (rows := read_rows(p))}
-                for folder in VARIANTS}  # fmt: skip
+    variants = {folder: read_folder(csv_dir / folder) for folder in VARIANTS}
     for folder, variant in variants.items():
         if variant:
             title, command = VARIANTS[folder]
             lines += ["", f"{title}. Raw CSVs: [learning/{folder}/](learning/{folder}/). Reproduce: `{command}`.", "",
                       *run_table(variant)]  # fmt: skip
-    gpu = {p.stem: read_rows(p) for p in sorted((csv_dir / "gpu").glob("*.csv"))}
+    gpu = read_folder(csv_dir / "gpu")
     if gpu:  # partial runs on a lent GPU machine: listed apart, since their wall times are not this machine's
         lines += ["", "Runs on a lent GPU machine (NVIDIA H200, 16 CPU cores, shared with other runs), stopped at the "
                   "machine's time limit; they cannot resume (their replay stayed there). Raw CSVs: "
