@@ -139,8 +139,9 @@ def main(argv=None) -> None:
     parser.add_argument("--every", type=int, default=25, help="agent steps between branch points")
     parser.add_argument("--seed", type=int, default=777)
     parser.add_argument("--world-model", type=Path, help="branch this `aime pretrain` checkpoint instead")
+    parser.add_argument("--env", help="the task; default: read from the run folder's name (learning.py's naming)")
     args = parser.parse_args(argv)
-    task = parse_run(args.checkpoint.name)[1]
+    task = args.env or parse_run(args.checkpoint.name)[1]
     model = AIME.load(args.checkpoint / "checkpoint.zip", device="cpu")
     env = envs.make(task, action_repeat=ACTION_REPEAT, render_quality="fast")
     wm = load_world_model(args.world_model, model.action_space.shape[0]) if args.world_model else None

@@ -56,8 +56,11 @@ def run_name(algo: str, task: str, seed: int) -> str:
 
 def parse_run(name: str) -> tuple[str, str]:
     """(algo, task) of a run named by ``run_name`` (its CSV stem or its folder under --runs)."""
-    algo, rest = name.split("-", 1)
-    return algo, rest.rsplit("-s", 1)[0]
+    algo, _, rest = name.partition("-")
+    task, _, seed = rest.rpartition("-s")
+    if not (algo and task and seed.isdigit()):
+        raise ValueError(f"run name {name!r} is not <algo>-<domain>-<task>-s<seed> (e.g. aime-cartpole-swingup-s0)")
+    return algo, task
 
 
 def read_rows(path: Path) -> list[dict]:
@@ -286,17 +289,15 @@ def write_report(csv_dir: Path, out: Path) -> None:
               "", "![per-seed learning curves](learning.png)"]  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     (out / "learning.md").write_text("\n".join(lines) + "\n")
-    plotted = dict(runs)  # the variants dashed, named by their folder
-    for folder, variant in variants.items():
-        plotted |= {f"{name} ({folder})": rows for name, rows in variant.items()}
-    tasks = sorted({parse_run(name)[1] for name in plotted})
+    plotted = [(name, parse_run(name)[1], rows, "-") for name, rows in runs.items()]  # the variants dashed
+    plotted += [(f"{name} ({folder})", parse_run(name)[1], rows, "--")
+                for folder, variant in variants.items() for name, rows in variant.items()]  # fmt: skip
+    tasks = sorted({task for _, task, _, _ in plotted})
     fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(5 * max(1, len(tasks)), 3.5), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=False):
-        for name, rows in plotted.items():
-            if parse_run(name)[1] != task:
-                continue
-            ax.plot([r["env_steps"] for r in rows], [r["eval_return_mean"] for r in rows], marker="o", label=name,
-                    linestyle="--" if name not in runs else "-")  # fmt: skip
+        for label, _, rows, style in (p for p in plotted if p[1] == task):
+            ax.plot([r["env_steps"] for r in rows], [r["eval_return_mean"] for r in rows], marker="o", label=label,
+                    linestyle=style)  # fmt: skip
         for label, value in PUBLISHED_100K.get(task, {}).items():
             ax.scatter([100_000], [value], marker="*", s=80, label=f"{label} (published)")
         ax.set(title=task, xlabel="env steps", ylabel="eval return", ylim=(0, 1000))

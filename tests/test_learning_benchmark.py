@@ -19,6 +19,15 @@ def rows(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def test_run_names_round_trip_and_a_foreign_name_is_refused():
+    """The diagnostics read the task from a run folder's name: ``parse_run`` inverts ``run_name``."""
+    for algo, task, seed in [("aime", "cartpole-swingup", 2), ("sac", "ball_in_cup-catch", 10)]:
+        assert learning.parse_run(learning.run_name(algo, task, seed)) == (algo, task)
+    for name in ["s2_70k", "aime-cartpole-swingup", "aime-cartpole-swingup-s2-lost-at-50k"]:
+        with pytest.raises(ValueError, match=f"run name '{name}' is not <algo>-<domain>-<task>-s<seed>"):
+            learning.parse_run(name)
+
+
 @pytest.mark.parametrize("algo", ["aime", "sac"])
 def test_runs_resume_and_report(tmp_path, algo):
     common = ["--algo", algo, "--env", "cartpole-balance", "--eval-every", "24", "--eval-episodes", "1",
