@@ -3,7 +3,8 @@
 Every ``--eval-every`` env steps (dm_control control steps) the deterministic policy is evaluated on
 ``--eval-episodes`` episodes of a separate env, a row is appended to ``<csv-dir>/<algo>-<task>-s<seed>.csv``
 (env steps, eval return mean/std, wall time, updates, env steps/s), and the run is checkpointed
-atomically under ``--runs``. Rerunning the same command resumes from the last checkpoint, so a run may
+atomically under ``--runs`` (also every ``--checkpoint-every`` env steps, for runs slower than a
+session: SAC on the CPU). Rerunning the same command resumes from the last checkpoint, so a run may
 span sessions; only the CSVs belong in git. A CSV whose checkpoint is gone stops the script instead of
 being overwritten; ``--restart`` then moves it to ``superseded/<run>-lost-at-<N>k.csv`` and starts over.
 ``--report`` turns the CSVs into docs/benchmarks/learning.md and learning.png.
@@ -146,27 +147,59 @@ def run(args) -> None:
             os.replace(csv_path, kept)
             print(f"{name}: no checkpoint; restarting, the old curve moved to {kept}", flush=True)
         model, rows = build(args, env), []
-    wall = rows[-1]["wall_s"] if rows else 0.0
+    wall, interval = resume_clock(rundir, model.num_timesteps * ACTION_REPEAT, rows)
     # Training metrics (losses, imagined returns, episode returns) for diagnosis: one folder per resumed segment,
     # because SB3's CSV writer truncates its file.
     segment = rundir / "logs" / f"from-{model.num_timesteps * ACTION_REPEAT}"
     model.set_logger(configure_logger(str(segment), ["csv", "tensorboard"]))
-    while model.num_timesteps * ACTION_REPEAT < args.env_steps:
-        done = model.num_timesteps * ACTION_REPEAT
-        chunk = min(args.eval_every - done % args.eval_every, args.env_steps - done) // ACTION_REPEAT
+    while (done := model.num_timesteps * ACTION_REPEAT) < args.env_steps:
+        # Up to the next evaluation, the next checkpoint or the end, whichever comes first.
+        chunk = min(args.eval_every - done % args.eval_every, args.checkpoint_every - done % args.checkpoint_every,
+                    args.env_steps - done) // ACTION_REPEAT  # fmt: skip
         start = time.perf_counter()
         model.learn(chunk, reset_num_timesteps=False)
         elapsed = time.perf_counter() - start
         wall += elapsed
-        returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True,
-                                     return_episode_rewards=True)  # fmt: skip
-        rows.append({"env_steps": model.num_timesteps * ACTION_REPEAT, "eval_return_mean": float(np.mean(returns)),
-                     "eval_return_std": float(np.std(returns)), "wall_s": wall, "updates": model._n_updates,
-                     "env_steps_per_s": chunk * ACTION_REPEAT / elapsed})  # fmt: skip
+        interval = {"env_steps": interval["env_steps"] + chunk * ACTION_REPEAT, "s": interval["s"] + elapsed}
+        steps = model.num_timesteps * ACTION_REPEAT
+        evaluated = steps % args.eval_every == 0 or steps >= args.env_steps
+        if evaluated:
+            returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=args.eval_episodes, deterministic=True,
+                                         return_episode_rewards=True)  # fmt: skip
+            rows.append({"env_steps": steps, "eval_return_mean": float(np.mean(returns)),
+                         "eval_return_std": float(np.std(returns)), "wall_s": wall, "updates": model._n_updates,
+                         "env_steps_per_s": interval["env_steps"] / interval["s"]})  # fmt: skip
+            interval = {"env_steps": 0, "s": 0.0}
         if not args.no_checkpoint:
             save_run(model, rundir)
-        write_rows(csv_path, rows)
-        print(f"{name}: {rows[-1]}", flush=True)
+            write_json(rundir / CLOCK, {"env_steps": steps, "wall_s": wall, "interval": interval})
+        if evaluated:
+            write_rows(csv_path, rows)
+            print(f"{name}: {rows[-1]}", flush=True)
+        else:
+            print(f"{name}: checkpoint at {steps} env steps ({wall:.0f} s of training)", flush=True)
+
+
+CLOCK = "clock.json"  # beside a checkpoint: training time so far, and since the last evaluation
+
+
+def write_json(path: Path, obj) -> None:
+    """Atomically: a temp file, then rename."""
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(obj))
+    os.replace(tmp, path)
+
+
+def resume_clock(rundir: Path, env_steps: int, rows: list[dict]) -> tuple[float, dict]:
+    """(training seconds so far, {env_steps, s} since the last evaluation) for a run at ``env_steps``.
+
+    A checkpoint between evaluations (``--checkpoint-every``) left ``clock.json`` beside it; without one that
+    matches, the clock restarts from the last evaluation row, as a run checkpointed only at evaluations does."""
+    path = rundir / CLOCK
+    clock = json.loads(path.read_text()) if path.is_file() else {}
+    if clock.get("env_steps") == env_steps:
+        return float(clock["wall_s"]), clock["interval"]
+    return (rows[-1]["wall_s"] if rows else 0.0), {"env_steps": 0, "s": 0.0}
 
 
 # Published scores at 100k env steps (DESIGN.md §5; ../shared/reference/anchors.md): DreamerV3's per-seed files,
@@ -282,8 +315,9 @@ def write_report(csv_dir: Path, out: Path) -> None:
         lines.append(f"| {algo} | {task} | {len(values)} | {np.mean(values):.0f} | {np.min(values):.0f} | "
                      f"{published} (published) |")  # fmt: skip
     lines += published_lines(out / "published_cartpole.json")
-    lines += ["", "Wall time includes evaluation. Reproduce: `python benchmarks/learning.py --algo aime --env "
-              "cartpole-swingup --seed 0` (and `--algo sac`, other `--env`/`--seed`; the GPU runs of SAC add "
+    lines += ["", "Wall time counts training (env steps and updates), not evaluation. Reproduce: `python "
+              "benchmarks/learning.py --algo aime --env cartpole-swingup --seed 0` (and `--algo sac`, other "
+              "`--env`/`--seed`; the CPU runs of SAC add `--checkpoint-every 2000`, the GPU runs "
               "`--sac-device-replay --no-checkpoint`); each run resumes from "
               "`runs/learning/<run>/` after an interruption; then `python benchmarks/learning.py --report`.",
               "", "![per-seed learning curves](learning.png)"]  # fmt: skip
@@ -316,6 +350,9 @@ def main(argv=None) -> None:
     parser.add_argument("--env-steps", type=int, default=100_000)
     parser.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations")
     parser.add_argument("--eval-episodes", type=int, default=5)
+    parser.add_argument("--checkpoint-every", type=int, default=None,
+                        help="env steps between checkpoints (default: --eval-every); a multiple of the action "
+                             "repeat, so a slow run loses less when its session ends")  # fmt: skip
     parser.add_argument("--preset", default="small")
     parser.add_argument("--override", nargs="*", default=[], type=str,
                         help="key=value: AIME config fields, or SAC keyword arguments")  # fmt: skip
@@ -333,8 +370,10 @@ def main(argv=None) -> None:
     if args.report:
         write_report(args.csv_dir, ROOT / "docs" / "benchmarks")
         return
-    if args.eval_every % ACTION_REPEAT or args.env_steps % ACTION_REPEAT:
-        parser.error(f"--eval-every and --env-steps must be multiples of the action repeat ({ACTION_REPEAT})")
+    args.checkpoint_every = args.checkpoint_every or args.eval_every
+    if args.eval_every % ACTION_REPEAT or args.env_steps % ACTION_REPEAT or args.checkpoint_every % ACTION_REPEAT:
+        parser.error(f"--eval-every, --checkpoint-every and --env-steps must be multiples of the action repeat "
+                     f"({ACTION_REPEAT})")  # fmt: skip
     args.override = parse_overrides(args.override)
     run(args)
 

@@ -59,6 +59,37 @@ def test_runs_resume_and_report(tmp_path, algo):
     assert "| aime-cartpole-swingup-s0 | 250 ± 3 | – | – | 20000 | 10.00 | 2.8 | 0.62 |" in variant
 
 
+def test_a_checkpoint_between_evaluations_keeps_the_clock(tmp_path, monkeypatch):
+    """``--checkpoint-every`` below ``--eval-every``: a run stopped between evaluations resumes there, writes no
+    row until its evaluation, and that row's wall time and env steps/s count the time before the stop."""
+    args = ["--algo", "sac", "--env", "cartpole-balance", "--eval-every", "24", "--checkpoint-every", "12",
+            "--env-steps", "24", "--eval-episodes", "1", "--csv-dir", str(tmp_path / "csv"),
+            "--runs", str(tmp_path / "runs"), "--sac-buffer", "64", "--override", "learning_starts=2",
+            "batch_size=4"]  # fmt: skip
+    write_json = learning.write_json
+
+    def session_ends_after_the_checkpoint(path, obj):
+        write_json(path, obj)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(learning, "write_json", session_ends_after_the_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        learning.main(args)
+    monkeypatch.undo()
+    rundir, path = tmp_path / "runs" / "sac-cartpole-balance-s0", tmp_path / "csv" / "sac-cartpole-balance-s0.csv"
+    clock = learning.json.loads((rundir / learning.CLOCK).read_text())
+    assert clock["env_steps"] == 12 and clock["interval"]["env_steps"] == 12 and not path.exists()
+    assert learning.resume_clock(rundir, 12, []) == (clock["wall_s"], clock["interval"])
+    assert learning.resume_clock(rundir, 10, []) == (0.0, {"env_steps": 0, "s": 0.0})  # a clock of another step
+    learning.main(args)  # resumes at 12 env steps
+    (row,) = rows(path)
+    assert int(row["env_steps"]) == 24 and float(row["wall_s"]) > clock["wall_s"]
+    # 24 env steps over both segments' time: the first segment's seconds are in it
+    assert float(row["env_steps_per_s"]) == pytest.approx(24 / float(row["wall_s"]))
+    after = learning.json.loads((rundir / learning.CLOCK).read_text())
+    assert after["env_steps"] == 24 and after["interval"] == {"env_steps": 0, "s": 0.0}
+
+
 def test_a_lost_checkpoint_never_replaces_the_committed_curve(tmp_path):
     """CSV rows without a checkpoint: refuse and name the way out; ``--restart`` moves the old curve to
     superseded/ and starts the run over."""
