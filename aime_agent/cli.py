@@ -89,9 +89,11 @@ def parse_overrides(pairs: list[str]) -> dict:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from aime_agent.allocator import retain_freed_memory
     from aime_agent.config import preset
     from aime_agent.pretrain import Pretrainer, PretrainSettings
 
+    retain_freed_memory()  # this process trains on the CPU or feeds a GPU: large batches, no page faults
     config = preset(args.preset, **parse_overrides(args.set))
     settings = PretrainSettings(steps=args.steps, seed=args.seed, device=args.device)
     trainer = Pretrainer(args.data, config, args.logdir, settings)
@@ -106,8 +108,10 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    from aime_agent.allocator import retain_freed_memory
     from aime_agent.train import TrainSettings, run
 
+    retain_freed_memory()
     settings = TrainSettings(env=args.env, env_steps=args.env_steps, preset=args.preset, logdir=args.logdir,
                              seed=args.seed, n_envs=args.n_envs, action_repeat=args.action_repeat,
                              render_quality=args.render_quality, checkpoint_every=args.checkpoint_every,

@@ -124,8 +124,10 @@ def run(args) -> None:
     from stable_baselines3.common.evaluation import evaluate_policy
     from stable_baselines3.common.logger import configure as configure_logger
 
+    from aime_agent.allocator import retain_freed_memory
     from aime_agent.train import save_run
 
+    retain_freed_memory()  # both algorithms: SAC's updates spent ~40 % of their time in page faults without it
     name = run_name(args.algo, args.env, args.seed)
     csv_path, rundir = args.csv_dir / f"{name}.csv", args.runs / name
     rows = read_rows(csv_path)
@@ -277,7 +279,10 @@ def write_report(csv_dir: Path, out: Path) -> None:
              "milestone shows –. Raw per-seed CSVs: [learning/](learning/). Wall times are as the runs ran: two "
              "runs at a time with 1 torch thread each (`OMP_NUM_THREADS=1`), often beside diagnostics, so they "
              "bound the time of a run alone from above (`small` alone with 2 threads: 6.6 env steps/s over its first "
-             "10k env steps).",
+             "10k env steps). Since 2026-11-27 the script keeps freed heap memory in the process "
+             "([aime_agent/allocator.py](../../aime_agent/allocator.py)): SAC's CPU runs have it (an update 35 % "
+             "faster), the AIME runs above ran without it (5 % per update; "
+             "[../agent.md](../agent.md#the-heap-allocator)).",
              "", status, "",
              *run_table(runs)]  # fmt: skip
     variants = {folder: read_folder(csv_dir / folder) for folder in VARIANTS}
