@@ -196,10 +196,13 @@ def resume_clock(rundir: Path, env_steps: int, rows: list[dict]) -> tuple[float,
     """(training seconds so far, {env_steps, s} since the last evaluation) for a run at ``env_steps``.
 
     A checkpoint between evaluations (``--checkpoint-every``) left ``clock.json`` beside it; without one that
-    matches, the clock restarts from the last evaluation row, as a run checkpointed only at evaluations does."""
-    path = rundir / CLOCK
-    clock = json.loads(path.read_text()) if path.is_file() else {}
-    if clock.get("env_steps") == env_steps:
+    matches (or one unreadable: it only times the run), the clock restarts from the last evaluation row, as a
+    run checkpointed only at evaluations does."""
+    try:
+        clock = json.loads((rundir / CLOCK).read_text())
+    except (OSError, ValueError):
+        clock = {}
+    if isinstance(clock, dict) and clock.get("env_steps") == env_steps:
         return float(clock["wall_s"]), clock["interval"]
     return (rows[-1]["wall_s"] if rows else 0.0), {"env_steps": 0, "s": 0.0}
 

@@ -81,6 +81,9 @@ def test_a_checkpoint_between_evaluations_keeps_the_clock(tmp_path, monkeypatch)
     assert clock["env_steps"] == 12 and clock["interval"]["env_steps"] == 12 and not path.exists()
     assert learning.resume_clock(rundir, 12, []) == (clock["wall_s"], clock["interval"])
     assert learning.resume_clock(rundir, 10, []) == (0.0, {"env_steps": 0, "s": 0.0})  # a clock of another step
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / learning.CLOCK).write_text('{"env_steps": 12, "wall')  # unreadable: timing restarts
+    assert learning.resume_clock(tmp_path / "torn", 12, [{"wall_s": 5.0}]) == (5.0, {"env_steps": 0, "s": 0.0})
     learning.main(args)  # resumes at 12 env steps
     (row,) = rows(path)
     assert int(row["env_steps"]) == 24 and float(row["wall_s"]) > clock["wall_s"]
