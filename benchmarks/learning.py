@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import time
@@ -79,15 +80,20 @@ def read_folder(folder: Path) -> dict[str, list[dict]]:
     return {p.stem: rows for p in sorted(folder.glob("*.csv")) if (rows := read_rows(p))}
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
-    """Atomically: a temp file, then rename."""
+def write_text(path: Path, text: str) -> None:
+    """Atomically: a temp file, then rename (a stop mid-write leaves the old file whole)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, out.getvalue())
 
 
 def build(args, env):
@@ -174,7 +180,7 @@ def run(args) -> None:
             interval = {"env_steps": 0, "s": 0.0}
         if not args.no_checkpoint:
             save_run(model, rundir)
-            write_json(rundir / CLOCK, {"env_steps": steps, "wall_s": wall, "interval": interval})
+            write_text(rundir / CLOCK, json.dumps({"env_steps": steps, "wall_s": wall, "interval": interval}))
         if evaluated:
             write_rows(csv_path, rows)
             print(f"{name}: {rows[-1]}", flush=True)
@@ -183,13 +189,6 @@ def run(args) -> None:
 
 
 CLOCK = "clock.json"  # beside a checkpoint: training time so far, and since the last evaluation
-
-
-def write_json(path: Path, obj) -> None:
-    """Atomically: a temp file, then rename."""
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj))
-    os.replace(tmp, path)
 
 
 def resume_clock(rundir: Path, env_steps: int, rows: list[dict]) -> tuple[float, dict]:
