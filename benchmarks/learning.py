@@ -199,10 +199,10 @@ def resume_clock(rundir: Path, env_steps: int, rows: list[dict]) -> tuple[float,
     run checkpointed only at evaluations does."""
     try:
         clock = json.loads((rundir / CLOCK).read_text())
-    except (OSError, ValueError):
-        clock = {}
-    if isinstance(clock, dict) and clock.get("env_steps") == env_steps:
-        return float(clock["wall_s"]), clock["interval"]
+        if clock["env_steps"] == env_steps:
+            return float(clock["wall_s"]), clock["interval"]
+    except (OSError, ValueError, KeyError, TypeError):  # missing, torn or not a clock
+        pass
     return (rows[-1]["wall_s"] if rows else 0.0), {"env_steps": 0, "s": 0.0}
 
 
