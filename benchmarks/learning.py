@@ -317,8 +317,13 @@ def write_report(csv_dir: Path, out: Path) -> None:
         for task, scores in PUBLISHED_100K.items():
             published = ", ".join(f"{k} {v}" for k, v in scores.items())
             lines.append(f"| – | {task} | – | – | – | {published} (published) |")
+    curves_path = out / "published_cartpole.json"  # per-seed published curves: pixel SAC's 100k for SAC's rows
+    curves = json.loads(curves_path.read_text()) if curves_path.is_file() else {}
     for (algo, task), values in sorted(groups.items()):
-        published = ", ".join(f"{k} {v}" for k, v in PUBLISHED_100K.get(task, {}).items())
+        scores = PUBLISHED_100K.get(task, {})
+        if algo == "sac" and (sac := curves.get(task, {}).get("SAC (pixels)", {}).get("100000")):
+            scores = {"SAC (pixels)": f"{np.mean(sac):.0f} [{min(sac):.0f} – {max(sac):.0f}]"}
+        published = ", ".join(f"{k} {v}" for k, v in scores.items())
         lines.append(f"| {algo} | {task} | {len(values)} | {np.mean(values):.0f} | {np.min(values):.0f} | "
                      f"{published} (published) |")  # fmt: skip
     lines += published_lines(out / "published_cartpole.json")

@@ -59,6 +59,21 @@ def test_runs_resume_and_report(tmp_path, algo):
     assert "| aime-cartpole-swingup-s0 | 250 ± 3 | – | – | 20000 | 10.00 | 2.8 | 0.62 |" in variant
 
 
+def test_report_sets_runs_at_100k_beside_the_published_scores_of_their_kind(tmp_path):
+    """AIME's rows list the published world-model agents; SAC's, pixel SAC's published seeds (mean [min – max])."""
+    row = {"env_steps": 100_000, "eval_return_std": 1.0, "wall_s": 3600.0, "updates": 25_000, "env_steps_per_s": 27.8}
+    for name, score in [("aime-cartpole-balance-s0", 980.0), ("aime-cartpole-balance-s1", 990.0),
+                        ("sac-cartpole-balance-s0", 572.6)]:  # fmt: skip
+        learning.write_rows(tmp_path / "csv" / f"{name}.csv", [{**row, "eval_return_mean": score}])
+    (tmp_path / "docs").mkdir()
+    published = {"cartpole-balance": {"SAC (pixels)": {"100000": [800.0, 900.0, 1000.0]}}}
+    (tmp_path / "docs" / "published_cartpole.json").write_text(learning.json.dumps(published))
+    learning.write_report(tmp_path / "csv", tmp_path / "docs")
+    report = (tmp_path / "docs" / "learning.md").read_text()
+    assert "| aime | cartpole-balance | 2 | 985 | 980 | DreamerV3 863, DrQ-v2 987, MR.Q 920 (published) |" in report
+    assert "| sac | cartpole-balance | 1 | 573 | 573 | SAC (pixels) 900 [800 – 1000] (published) |" in report
+
+
 def test_a_checkpoint_between_evaluations_keeps_the_clock(tmp_path, monkeypatch):
     """``--checkpoint-every`` below ``--eval-every``: a run stopped between evaluations resumes there, writes no
     row until its evaluation, and that row's wall time and env steps/s count the time before the stop."""
