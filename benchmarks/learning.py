@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from published import MILESTONES, table  # the milestones our report and the published curves share
+from published import MILESTONES, spread, table  # the milestones our report and the published curves share
 
 ROOT = Path(__file__).resolve().parents[1]
 CSV_DIR = ROOT / "docs" / "benchmarks" / "learning"
@@ -219,13 +219,13 @@ def at(rows: list[dict], env_steps: int) -> dict | None:
     return next((r for r in rows if int(r["env_steps"]) == env_steps), None)
 
 
-def published_lines(path: Path) -> list[str]:
+def published_lines(curves: dict) -> list[str]:
     """Published per-seed curves at the milestones (``benchmarks/published.py``'s JSON), as Markdown lines."""
-    if not path.is_file():
+    if not curves:
         return []
     intro = ("Published curves at the same milestones, for comparison (mean over seeds [min – max]; how each is "
              "read: [published_cartpole.md](published_cartpole.md)):")  # fmt: skip
-    return ["", intro, "", *table(json.loads(path.read_text()))]
+    return ["", intro, "", *table(curves)]
 
 
 # Runs of another configuration than the main curves, one folder of CSVs each (--csv-dir), reported apart.
@@ -317,16 +317,16 @@ def write_report(csv_dir: Path, out: Path) -> None:
         for task, scores in PUBLISHED_100K.items():
             published = ", ".join(f"{k} {v}" for k, v in scores.items())
             lines.append(f"| – | {task} | – | – | – | {published} (published) |")
-    curves_path = out / "published_cartpole.json"  # per-seed published curves: pixel SAC's 100k for SAC's rows
+    curves_path = out / "published_cartpole.json"  # published per-seed curves (benchmarks/published.py)
     curves = json.loads(curves_path.read_text()) if curves_path.is_file() else {}
     for (algo, task), values in sorted(groups.items()):
         scores = PUBLISHED_100K.get(task, {})
         if algo == "sac" and (sac := curves.get(task, {}).get("SAC (pixels)", {}).get("100000")):
-            scores = {"SAC (pixels)": f"{np.mean(sac):.0f} [{min(sac):.0f} – {max(sac):.0f}]"}
+            scores = {"SAC (pixels)": spread(sac)}  # SAC beside SAC
         published = ", ".join(f"{k} {v}" for k, v in scores.items())
         lines.append(f"| {algo} | {task} | {len(values)} | {np.mean(values):.0f} | {np.min(values):.0f} | "
                      f"{published} (published) |")  # fmt: skip
-    lines += published_lines(out / "published_cartpole.json")
+    lines += published_lines(curves)
     lines += ["", "Wall time counts training (env steps and updates), not evaluation. Reproduce: `python "
               "benchmarks/learning.py --algo aime --env cartpole-swingup --seed 0` (and `--algo sac`, other "
               "`--env`/`--seed`; the CPU runs of SAC add `--checkpoint-every 2000`, the GPU runs "

@@ -64,14 +64,18 @@ def extract(scores: Path) -> dict:
     return out
 
 
+def spread(values: list[float]) -> str:
+    """Scores over seeds as ``mean [min – max]``."""
+    return f"{np.mean(values):.0f} [{min(values):.0f} – {max(values):.0f}]"
+
+
 def table(data: dict) -> list[str]:
     """Markdown table rows: task, method, seeds, then mean [min – max] over seeds at each milestone."""
     lines = ["| task | method (published) | seeds | " + " | ".join(f"{m // 1000}k" for m in MILESTONES) + " |",
              "|---|---|---:|" + "---:|" * len(MILESTONES)]  # fmt: skip
     for task, methods in sorted(data.items()):
         for label, by_m in methods.items():
-            cells = [f"{np.mean(v):.0f} [{min(v):.0f} – {max(v):.0f}]" if (v := by_m.get(str(m))) else "–"
-                     for m in MILESTONES]  # fmt: skip
+            cells = [spread(v) if (v := by_m.get(str(m))) else "–" for m in MILESTONES]
             seeds = max(len(v) for v in by_m.values())
             lines.append(f"| {task} | {label} | {seeds} | " + " | ".join(cells) + " |")
     return lines
