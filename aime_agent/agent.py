@@ -33,6 +33,7 @@ from aime_agent.pretrain import KIND as PRETRAIN_KIND
 from aime_agent.pretrain import image_strip
 from aime_agent.replay import SequenceReplayBuffer
 from aime_agent.world_model import LatentState, train_step
+from envs.fileio import atomic_path
 
 
 def check_archive(path: str | os.PathLike) -> None:
@@ -58,7 +59,8 @@ class AIME(OffPolicyAlgorithm):
     """The AIME agent. Arguments after ``policy, env`` all have defaults (from the preset):
 
     preset: ``tiny`` | ``small`` | ``medium`` | ``large``.
-    learning_rate: world-model learning rate or schedule (actor/critic rates: ``actor_lr``, ``critic_lr``).
+    learning_rate: world-model learning rate or SB3 schedule; the actor and critic keep their own rates
+        (``actor_lr``, ``critic_lr``) and follow a schedule's shape: lr · schedule(p) / schedule(1).
     buffer_size, learning_starts, batch_size, batch_length, train_freq, gradient_steps: replay and
         train ratio (replayed rows per agent step = gradient_steps · batch_size · batch_length / train_freq).
     action_noise: SB3 ``ActionNoise`` added to collected actions (default: ``NormalActionNoise`` of std
@@ -116,6 +118,8 @@ class AIME(OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         """Rebuild everything from attributes (``load`` calls this after restoring them)."""
         self._setup_lr_schedule()
+        if not self.lr_schedule(1.0) > 0:
+            raise ValueError(f"learning_rate must be positive at the start of training, got {self.lr_schedule(1.0)}")
         self.set_random_seed(self.seed)
         self._replay_rng = np.random.default_rng(self.seed)
         self.replay_buffer = SequenceReplayBuffer(self.buffer_size, self.observation_space, self.action_space,
@@ -156,32 +160,20 @@ class AIME(OffPolicyAlgorithm):
             return 1
 
     def save(self, path, exclude=None, include=None) -> None:
-        """SB3's ``save``, atomically for file paths: written to a temp file, then renamed into place."""
+        """SB3's ``save``, atomically for file paths (``envs.fileio.atomic_path``: temp file, fsync, rename)."""
         if not isinstance(path, (str, os.PathLike)):
             return super().save(path, exclude, include)
         path = Path(path)
-        if path.suffix == "":
-            path = path.with_suffix(".zip")  # SB3's naming
-        tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}{path.suffix}")
-        try:
+        with atomic_path(path if path.suffix else path.with_suffix(".zip")) as tmp:  # SB3 adds .zip when missing
             super().save(tmp, exclude, include)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     def save_replay_buffer(self, path) -> None:
         """SB3's ``save_replay_buffer``, atomically for file paths."""
         if not isinstance(path, (str, os.PathLike)):
             return super().save_replay_buffer(path)
         path = Path(path)
-        if path.suffix == "":
-            path = path.with_suffix(".pkl")  # SB3's naming
-        tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}{path.suffix}")
-        try:
+        with atomic_path(path if path.suffix else path.with_suffix(".pkl")) as tmp:  # SB3 adds .pkl when missing
             super().save_replay_buffer(tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path, env=None, device="auto", custom_objects=None, print_system_info=False, force_reset=True,
@@ -235,9 +227,25 @@ class AIME(OffPolicyAlgorithm):
         return result
 
     # -- training ----------------------------------------------------------------------------
+    def _update_learning_rate(self, optimizers=None) -> None:
+        """SB3 writes one schedule into every optimizer; here the world model follows ``learning_rate`` and
+        the actor and critic follow the same schedule's shape from their own rates: lr_x · s(p) / s(1)."""
+        progress = self._current_progress_remaining
+        rate = self.lr_schedule(progress)
+        factor = rate / self.lr_schedule(1.0)
+        cfg = self.policy.config.behavior
+        behavior = self.policy.behavior
+        for optimizer, value in ((self.policy.wm_optimizer, rate), (behavior.actor_opt, cfg.actor_lr * factor),
+                                 (behavior.critic_opt, cfg.critic_lr * factor)):  # fmt: skip
+            for group in optimizer.param_groups:
+                group["lr"] = value
+        self.logger.record("train/learning_rate", rate)
+
     def train(self, gradient_steps: int, batch_size: int) -> None:
+        if not self.replay_buffer.can_sample(self.batch_length):
+            return  # e.g. after ``load`` without the replay: collect until a window of batch_length rows fits
         self.policy.set_training_mode(True)
-        self._update_learning_rate([self.policy.wm_optimizer])
+        self._update_learning_rate()
         wm, behavior = self.policy.world_model, self.policy.behavior
         sums: dict[str, float] = defaultdict(float)
         warmup = self.policy.config.behavior.actor_warmup

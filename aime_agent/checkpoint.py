@@ -1,7 +1,7 @@
 """Atomic checkpoints of tensors and plain data, loaded with ``weights_only=True``.
 
-``save_checkpoint`` writes ``<path>.tmp-<pid>``, flushes it to disk and renames it over ``<path>``, so a
-crash mid-write leaves the previous checkpoint intact. ``load_checkpoint`` turns a missing, truncated,
+``save_checkpoint`` writes through ``envs.fileio.atomic_path`` (temp file, fsync, rename), so a crash
+mid-write leaves the previous checkpoint intact. ``load_checkpoint`` turns a missing, truncated,
 corrupt or foreign file into a ``CheckpointError`` that says which.
 """
 
@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from envs.fileio import atomic_path
+
 FORMAT_VERSION = 1
 
 
@@ -24,16 +26,8 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(path: str | os.PathLike, kind: str, payload: dict[str, Any]) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save({"kind": kind, "format_version": FORMAT_VERSION, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save({"kind": kind, "format_version": FORMAT_VERSION, **payload}, tmp)
     return path
 
 

@@ -45,14 +45,14 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Loss weights and KL settings (DreamerV3: dyn 0.5, rep 0.1, free bits 1 nat on the batch mean)."""
+    """Loss weights and KL settings (DreamerV3: dyn 0.5, rep 0.1, free bits 1 nat per step)."""
 
     recon: float = 1.0
     reward: float = 1.0
     cont: float = 1.0
     kl_dyn: float = 0.5  # weight of KL(sg(q) ‖ p): trains the prior
     kl_rep: float = 0.1  # weight of KL(q ‖ sg(p)): trains the posterior
-    free_nats: float = 1.0  # free bits, applied to the batch-mean KL (never per sample)
+    free_nats: float = 1.0  # free bits, clipping each step's KL (DreamerV3); Monte Carlo: its mean over S samples
     kl_estimator: str = "exact"  # "exact" (closed form, else Monte Carlo) | "sample" (Monte Carlo) | "bound" (mixtures)
     kl_samples: int = 1  # Monte Carlo samples S of the KL (the first is the rollout's own z)
 
@@ -67,7 +67,12 @@ class TrainConfig:
     eps: float = 1e-8
     weight_decay: float = 0.0
     grad_clip: float = 100.0
-    autocast_bf16: bool = False  # bf16 autocast on the conv stacks (CPU and CUDA)
+    # share of the batch's B·T rows the decoder reconstructs each update (a uniform random subset; the mean
+    # over it estimates the full reconstruction loss without bias); the decoder is ~half of a `small` update
+    decode_fraction: float = 1.0
+    # bf16 autocast on the conv stacks, where the device has bf16 units (CUDA; a CPU that torch reports
+    # bf16-capable); elsewhere the model runs fp32 and says so once (bf16 emulation was 8× slower on AVX2)
+    autocast_bf16: bool = False
     channels_last: bool = False
 
 
@@ -76,6 +81,7 @@ class BehaviorConfig:
     """Actor-critic trained in imagination (DreamerV3 recipe; DESIGN.md §2 Behaviour)."""
 
     horizon: int = 15  # imagined steps H
+    start_fraction: float = 1.0  # share of the batch's B·T posterior states that start imagination (random subset)
     gamma: float = 0.997  # discount (DreamerV3: horizon 333)
     lam: float = 0.95  # λ of the λ-returns
     entropy: float = 3e-4  # actor entropy bonus η

@@ -37,6 +37,11 @@ class AIMEPolicy(BasePolicy):
         if observation_space.dtype != np.uint8 or len(shape) != 3 or 3 not in (shape[0], shape[-1]):
             raise ValueError(f"AIME's CnnPolicy needs uint8 RGB image observations (H, W, 3), got {observation_space}")
         self.config = AIMEConfig.from_dict(config) if config is not None else AIMEConfig()
+        side = self.config.model.image_size
+        frame = shape[1:] if shape[0] == 3 else shape[:2]
+        if tuple(frame) != (side, side):
+            raise ValueError(f"the env's frames are {frame[0]}×{frame[1]} but the model expects {side}×{side} "
+                             f"(model.image_size); render the env at {side}×{side}")  # fmt: skip
         self.action_dim = int(np.prod(action_space.shape))
         self.world_model = WorldModel(self.config, self.action_dim)
         m = self.config.model

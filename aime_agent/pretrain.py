@@ -108,8 +108,8 @@ class Pretrainer:
         batch = self.data.sample(2, length, self.eval_rng, self.eval_ids)
         pred, true = self.model.open_loop(batch, context=min(s.context, length - 1))
         writer.add_image("open_loop/truth_top_prediction_bottom", image_strip(true[0], pred[0]), self.step)
-        _, _, out = self.model.loss(batch)
-        recon = (out["recon_mean"][0, :8] + 0.5).clamp(0, 1)
+        out = self.model.observe(self.model.preprocess(batch))
+        recon = (self.model.decode(out["feat"][0, :8]) + 0.5).clamp(0, 1)
         writer.add_image("reconstruction/truth_top_recon_bottom", image_strip(true[0, :8], recon), self.step)
 
     def run(self, progress: bool = True) -> dict[str, float]:

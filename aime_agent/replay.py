@@ -111,6 +111,10 @@ class SequenceReplayBuffer(ReplayBuffer):
         s = np.arange(len(order) - length + 1)
         return s[cum[s + length] - cum[s + 1] == 0]
 
+    def can_sample(self, length: int) -> bool:
+        """Whether some env's ring holds a window of ``length`` rows inside one episode."""
+        return any(len(self._valid_starts(e, self._logical(e), length)) for e in range(self.n_envs))
+
     def sample_sequences(self, batch_size: int, length: int, rng: np.random.Generator | None = None) -> dict:
         """``batch_size`` windows of ``length`` rows, uniform over valid (env, start) pairs: (B, T, ...)."""
         rng = rng if rng is not None else np.random.default_rng()

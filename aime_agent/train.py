@@ -7,7 +7,6 @@ killed run loses at most the steps since its last checkpoint. TensorBoard logs g
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+from envs.fileio import atomic_path, remove_stale_temps
 
 
 @dataclass
@@ -64,14 +65,9 @@ class AtomicCheckpoint(BaseCallback):
 def save_run(model, logdir: Path) -> None:
     """Replay first, then the model, each to a temp file then renamed (for any SB3 algorithm, not only
     ``AIME``): the newest model checkpoint never counts steps its replay file lacks."""
-    logdir.mkdir(parents=True, exist_ok=True)
     for name, saver in (("replay.pkl", model.save_replay_buffer), ("checkpoint.zip", model.save)):
-        tmp = logdir / f"{name.split('.')[0]}.tmp-{os.getpid()}.{name.split('.')[1]}"
-        try:
+        with atomic_path(logdir / name) as tmp:
             saver(tmp)
-            os.replace(tmp, logdir / name)
-        finally:
-            tmp.unlink(missing_ok=True)
 
 
 def make_env(settings: TrainSettings, n_envs: int, seed: int):
@@ -89,8 +85,8 @@ def run(settings: TrainSettings) -> dict:
     from aime_agent.agent import AIME
 
     logdir = Path(settings.logdir)
-    for stale in logdir.glob("*.tmp-*"):  # left by a writer killed mid-save; the renamed files are intact
-        stale.unlink()
+    if logdir.is_dir():
+        remove_stale_temps(logdir)  # left by a writer killed mid-save; the renamed files are intact
     agent_steps = settings.env_steps // settings.action_repeat
     env = make_env(settings, settings.n_envs, settings.seed)
     ckpt = logdir / "checkpoint.zip"

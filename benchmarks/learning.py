@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 from published import MILESTONES, spread, table  # the milestones our report and the published curves share
 
+from envs.fileio import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 CSV_DIR = ROOT / "docs" / "benchmarks" / "learning"
 RUNS = ROOT / "runs" / "learning"
@@ -80,20 +82,12 @@ def read_folder(folder: Path) -> dict[str, list[dict]]:
     return {p.stem: rows for p in sorted(folder.glob("*.csv")) if (rows := read_rows(p))}
 
 
-def write_text(path: Path, text: str) -> None:
-    """Atomically: a temp file, then rename (a stop mid-write leaves the old file whole)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_rows(path: Path, rows: list[dict]) -> None:
     out = io.StringIO(newline="")
     writer = csv.DictWriter(out, FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-    write_text(path, out.getvalue())
+    atomic_write_text(path, out.getvalue())
 
 
 def build(args, env):
@@ -180,7 +174,7 @@ def run(args) -> None:
             interval = {"env_steps": 0, "s": 0.0}
         if not args.no_checkpoint:
             save_run(model, rundir)
-            write_text(rundir / CLOCK, json.dumps({"env_steps": steps, "wall_s": wall, "interval": interval}))
+            atomic_write_text(rundir / CLOCK, json.dumps({"env_steps": steps, "wall_s": wall, "interval": interval}))
         if evaluated:
             write_rows(csv_path, rows)
             print(f"{name}: {rows[-1]}", flush=True)

@@ -9,18 +9,21 @@ File layout (schema version 1)::
     /                 attrs: schema_version, env_id, action_repeat, image_size, seed, package_version, ...
     /episodes/000000  group, attrs: length; datasets obs (T,H,W,3) gzip, action (T,A), reward (T,), ...
 
-Writes are atomic: :class:`EpisodeWriter` writes ``<out>.tmp-<pid>`` and renames it over ``<out>`` only
-when closed without error, so a crash never leaves a half-written file where a dataset was.
+Writes are atomic (``envs.fileio.atomic_path``): :class:`EpisodeWriter` writes a temp file, syncs it and
+renames it over ``<out>`` only when closed without error, so a crash never leaves a half-written dataset.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from envs.fileio import atomic_path
 
 SCHEMA_VERSION = 1
 KEYS = ("obs", "action", "reward", "discount", "is_first", "is_last", "is_terminal")
@@ -33,6 +36,14 @@ DTYPES = {
     "is_last": bool,
     "is_terminal": bool,
 }
+
+
+def _package_version() -> str:
+    """The installed distribution's version (read from its metadata: ``envs`` imports nothing of ``aime_agent``)."""
+    try:
+        return version("aime-agent")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 class DatasetError(ValueError):
@@ -68,18 +79,16 @@ class EpisodeWriter:
     """
 
     def __init__(self, path: str | os.PathLike, compression: str = "gzip", **metadata):
-        from aime_agent import __version__
-
         self.path = Path(path)
-        self.tmp_path = self.path.with_name(f"{self.path.name}.tmp-{os.getpid()}")
         self.compression = compression
-        self.metadata = {"schema_version": SCHEMA_VERSION, "package_version": __version__, **metadata}
+        self.metadata = {"schema_version": SCHEMA_VERSION, "package_version": _package_version(), **metadata}
+        self._atomic = None
         self._file: h5py.File | None = None
         self.num_episodes = 0
 
     def __enter__(self) -> EpisodeWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = h5py.File(self.tmp_path, "w")
+        self._atomic = atomic_path(self.path)
+        self._file = h5py.File(self._atomic.__enter__(), "w")
         for key, value in self.metadata.items():
             self._file.attrs[key] = "" if value is None else value
         self._file.create_group("episodes")
@@ -104,10 +113,7 @@ class EpisodeWriter:
         assert self._file is not None
         self._file.attrs["num_episodes"] = self.num_episodes
         self._file.close()
-        if exc_type is None:
-            os.replace(self.tmp_path, self.path)
-        else:
-            self.tmp_path.unlink(missing_ok=True)
+        self._atomic.__exit__(exc_type, exc, tb)  # renames into place on success, removes the temp file if not
 
 
 class EpisodeDataset:

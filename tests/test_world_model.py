@@ -43,27 +43,28 @@ def test_exact_posterior_gives_elbo_equal_to_log_evidence_on_every_sample():
 
 
 def test_kl_balancing_and_free_bits_hand_computed():
-    """Two rows, p = N(0, 1); q1 = N(1, 1) has KL 0.5, q2 = N(0, 2²) has KL (3 − ln 4)/2 = 0.8068528."""
+    """Two rows, p = N(0, 1); q1 = N(1, 1) has KL 0.5, q2 = N(1, 2²) has KL (4 − ln 4)/2 = 1.3068528.
+    Their mean (0.9034) is below 1 nat, yet per-step free bits keep row 2's gradient (DreamerV3)."""
     prior_mean = torch.zeros(2, 1, requires_grad=True)
-    post_mean = torch.tensor([[1.0], [0.0]], requires_grad=True)
+    post_mean = torch.tensor([[1.0], [1.0]], requires_grad=True)
     prior = DiagGaussian(prior_mean, torch.ones(2, 1))
     post = DiagGaussian(post_mean, torch.tensor([[1.0], [2.0]]))
     z = post.rsample()
-    mean_kl = (0.5 + 0.5 * (3 - math.log(4))) / 2  # 0.6534264
+    kl2 = 0.5 * (4 - math.log(4))
     dyn, rep, raw = balanced_kl(post, prior, z, free_nats=1.0)
-    assert dyn.item() == rep.item() == 1.0 and raw.item() == pytest.approx(mean_kl, abs=1e-6)
-    (0.5 * dyn + 0.1 * rep).backward()
-    assert prior_mean.grad.abs().sum() == 0 and post_mean.grad.abs().sum() == 0  # below the free bits
-    dyn, rep, _ = balanced_kl(post, prior, z, free_nats=0.5)
-    assert dyn.item() == pytest.approx(mean_kl, abs=1e-6) and rep.item() == pytest.approx(mean_kl, abs=1e-6)
-    prior_mean.grad, post_mean.grad = None, None
-    dyn.backward(retain_graph=True)  # L_dyn trains the prior only: d/dμ_p mean KL = mean(μ_p − μ_q) = [-0.5, 0]
-    torch.testing.assert_close(prior_mean.grad, torch.tensor([[-0.5], [0.0]]))
+    assert raw.item() == pytest.approx((0.5 + kl2) / 2, abs=1e-6)
+    assert dyn.item() == pytest.approx((1.0 + kl2) / 2, abs=1e-6) and rep.item() == pytest.approx(dyn.item())
+    dyn.backward(retain_graph=True)  # L_dyn trains the prior only; row 1 is clipped: d/dμ_p = [0, (0 − 1)/2]
+    torch.testing.assert_close(prior_mean.grad, torch.tensor([[0.0], [-0.5]]))
     assert post_mean.grad is None or post_mean.grad.abs().sum() == 0
-    prior_mean.grad = None
-    rep.backward()  # L_rep trains the posterior only: d/dμ_q = (μ_q − μ_p)/σ_p² / 2 = [0.5, 0]
-    torch.testing.assert_close(post_mean.grad, torch.tensor([[0.5], [0.0]]))
-    assert prior_mean.grad is None or prior_mean.grad.abs().sum() == 0
+    rep.backward()  # L_rep trains the posterior only: d/dμ_q = [0, (1 − 0)/2]
+    torch.testing.assert_close(post_mean.grad, torch.tensor([[0.0], [0.5]]))
+    torch.testing.assert_close(prior_mean.grad, torch.tensor([[0.0], [-0.5]]))
+    prior_mean.grad, post_mean.grad = None, None
+    dyn, rep, _ = balanced_kl(post, prior, z, free_nats=2.0)  # both rows below the free bits
+    assert dyn.item() == rep.item() == 2.0
+    (0.5 * dyn + 0.1 * rep).backward()
+    assert prior_mean.grad.abs().sum() == 0 and post_mean.grad.abs().sum() == 0
 
 
 def observe(model, batch, seed=0):
@@ -136,18 +137,57 @@ def test_tiny_preset_learns_to_reconstruct_a_fixed_batch(cartpole_batch):
     assert np.isfinite(list(final.values())).all()
 
 
-def test_loss_returns_named_finite_terms(cartpole_batch):
-    model = tiny_model()
+@pytest.mark.parametrize("prior", ["gaussian", "dpgmm"])
+def test_loss_returns_named_finite_terms(cartpole_batch, prior):
+    model = tiny_model(prior=prior)
     total, metrics, out = model.loss(cartpole_batch)
     for key in ("wm_loss", "recon", "recon_mse", "kl", "kl_dyn_loss", "kl_rep_loss", "reward", "cont"):
         assert np.isfinite(metrics[key]), key
     cfg = model.config.loss
-    expected = (cfg.recon * metrics["recon"] + cfg.kl_dyn * metrics["kl_dyn_loss"] + cfg.kl_rep * metrics["kl_rep_loss"]
-                + cfg.reward * metrics["reward"] + cfg.cont * metrics["cont"])  # fmt: skip
+    prior_reg = metrics.get("stick_kl", 0.0) + metrics.get("alpha_kl", 0.0)  # the DPGMM's own regulariser
+    expected = (cfg.recon * metrics["recon"] + cfg.kl_dyn * (metrics["kl_dyn_loss"] + prior_reg)
+                + cfg.kl_rep * metrics["kl_rep_loss"] + cfg.reward * metrics["reward"] + cfg.cont * metrics["cont"])  # fmt: skip
     assert total.item() == pytest.approx(expected, rel=1e-5)
-    assert out["recon_mean"].shape == (2, 8, 3, 64, 64)
+    assert (prior == "dpgmm") == ("stick_kl" in metrics)
+    assert out["feat"].shape == (2, 8, model.feat_dim)
     total.backward()
     assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("cell.init"))
+
+
+@pytest.mark.parametrize("fraction", [1.0, 0.25])
+def test_recon_loss_decodes_a_random_subset_and_its_mse_is_exact(cartpole_batch, fraction):
+    """decode_fraction f decodes ⌈f·B·T⌉ rows drawn by randperm; the NLL is their mean −log N(x; Dec, I) and
+    the MSE, derived from it in closed form, equals the mean squared error of those rows."""
+    model = tiny_model(decode_fraction=fraction)
+    inputs = model.preprocess(cartpole_batch)
+    with torch.no_grad():
+        feat = model.observe(inputs)["feat"]
+        torch.manual_seed(3)
+        nll, mse = model.recon_loss(feat, inputs["image"])
+        rows = 2 * 8
+        torch.manual_seed(3)
+        index = torch.randperm(rows)[: math.ceil(fraction * rows)] if fraction < 1 else torch.arange(rows)
+        assert len(index) == (4 if fraction < 1 else 16)
+        mean = model.decode(feat.flatten(0, 1)[index])
+        image = inputs["image"].flatten(0, 1)[index]
+    sq = (mean - image).pow(2)
+    assert mse == pytest.approx(sq.mean().item(), rel=1e-3)
+    assert nll.item() == pytest.approx((0.5 * sq.sum((1, 2, 3)) + 0.5 * 3 * 64 * 64 * math.log(2 * math.pi)).mean().item(),
+                                       rel=1e-5)  # fmt: skip
+
+
+def test_a_window_starts_as_an_episode_start(cartpole_batch):
+    """A window from mid-episode (is_first false, a real action on row 0) is observed exactly as the same
+    frames with row 0 marked is_first: the learned initial state and a zero action, as acting sees it."""
+    model = tiny_model()
+    mid = {k: np.array(v) for k, v in cartpole_batch.items()}
+    mid["is_first"][:, 0] = False
+    mid["action"][:, 0] = 0.7
+    first = {**mid, "is_first": mid["is_first"].copy(), "action": mid["action"].copy()}
+    first["is_first"][:, 0], first["action"][:, 0] = True, 0.0
+    a, b = observe(model, mid)[0], observe(model, first)[0]
+    torch.testing.assert_close(a["rnn"], b["rnn"])
+    torch.testing.assert_close(a["post_mean"], b["post_mean"])
 
 
 def test_open_loop_shapes_and_context_reconstructions(cartpole_batch):

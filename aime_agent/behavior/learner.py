@@ -17,8 +17,11 @@ the actor, then (all shapes (H+1, N) over s_0..s_H unless noted):
               + replay_critic · the same loss on the replayed posterior states, with λ-returns of the REAL
                 rewards and continue flags of the batch (bootstrapped by v; DreamerV3's ``repval``), (B, T−1)
 
-The bootstrap v is the online critic, as in DreamerV3's code (``slow_target=True``: the slow EMA copy, as in
-DreamerV2); with ``slow_reg`` > 0 the slow copy also regularises the critic (DreamerV3; off by default).
+The bootstrap v and the advantage baseline are the online critic, as in DreamerV3's code (``slow_target=True``:
+both the slow EMA copy, as in DreamerV2); with ``slow_reg`` > 0 the slow copy also regularises the critic
+(DreamerV3; off by default). The slow copy's EMA runs only when one of these reads it.
+``start_fraction`` < 1 imagines from a uniform random subset of the N starts (the actor-critic's cost is
+linear in N).
 On cartpole-swingup's frozen model (docs/agent.md) the online bootstrap's mean imagined value was ~15 %
 higher after 3000 updates.
 
@@ -34,6 +37,7 @@ are of the unclipped samples.
 from __future__ import annotations
 
 import contextlib
+import math
 
 import torch
 from torch import nn
@@ -62,6 +66,8 @@ class Behavior(nn.Module):
         super().__init__()
         if config.actor_grad not in ("auto", "reinforce", "dynamics"):
             raise ValueError(f"actor_grad must be 'auto', 'reinforce' or 'dynamics', got {config.actor_grad!r}")
+        if not 0.0 < config.start_fraction <= 1.0:
+            raise ValueError(f"start_fraction must lie in (0, 1], got {config.start_fraction}")
         if not 0.0 <= config.actor_grad_mix <= 1.0:
             raise ValueError(f"actor_grad_mix must lie in [0, 1], got {config.actor_grad_mix}")
         self.config = config
@@ -116,6 +122,11 @@ class Behavior(nn.Module):
         loss is detached (reported, not optimised) and the rollout keeps no graph."""
         cfg = self.config
         pathwise = self.actor_grad == "dynamics" and train_actor
+        rows = start.rnn.shape[0]
+        keep = math.ceil(cfg.start_fraction * rows)
+        if keep < rows:  # a uniform random subset of the starts
+            index = torch.randperm(rows, device=start.rnn.device)[:keep]
+            start = LatentState(start.rnn[index], start.stoch[index])
         with frozen(world_model), frozen(self.critic):  # the critic's own loss below is its only gradient
             traj = self.imagine(world_model, start, pathwise)
             feat = traj["feat"]  # (H+1, N, F)
@@ -128,8 +139,8 @@ class Behavior(nn.Module):
         mix = 1.0 if self.actor_grad == "reinforce" else cfg.actor_grad_mix
         objective = 0.0
         if mix > 0:
-            with torch.no_grad():
-                advantage = (returns - self.critic.value(feat[:-1].detach())) / scale
+            with torch.no_grad():  # the baseline is the critic that bootstraps the returns
+                advantage = (returns - self.critic.value(feat[:-1].detach(), slow=cfg.slow_target)) / scale
             objective = mix * dist.log_prob(traj["raw_action"].detach()) * advantage
         if mix < 1:
             objective = objective + (1 - mix) * returns / scale
@@ -164,5 +175,11 @@ class Behavior(nn.Module):
             metrics["actor_grad_norm"] = float(nn.utils.clip_grad_norm_(self.actor.parameters(), clip))
             self.actor_opt.step()
         self.critic_opt.step()
-        self.critic.update_slow(self.config.slow_critic_rate)
+        if self.uses_slow_critic:
+            self.critic.update_slow(self.config.slow_critic_rate)
         return metrics
+
+    @property
+    def uses_slow_critic(self) -> bool:
+        """Whether any loss reads the slow critic (its EMA is updated only then)."""
+        return self.config.slow_target or self.config.slow_reg > 0

@@ -45,7 +45,7 @@ def kl(q: DiagGaussian, p, z: Tensor | None = None, estimator: str = "exact", sa
     ``exact``: the closed form where torch has one (Gaussian–Gaussian), else ``sample``.
     ``sample``: the mean over ``samples`` draws z_s ~ q of log q(z_s) − log p(z_s); the first is ``z`` (the
     rollout's reparameterised sample) when given. Unbiased; single values can be negative, which is why
-    free bits apply to batch means only.
+    free bits clip each row's mean over its S samples, never a single sample.
     ``bound``: a closed-form upper bound, for priors that have one (mixtures: ``p.kl_upper_bound``).
     """
     if estimator not in ESTIMATORS:

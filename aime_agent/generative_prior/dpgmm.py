@@ -177,11 +177,12 @@ class DPGMMPrior(nn.Module):
         Weighted so, the hyperprior is as strong as one row's sticks: where the likelihood does not care
         how the weight is split (all components alike), q(α) settles at its prior mean a₀/b₀ and the
         sticks follow Beta(1, α); rows that need several components pull α up. q(α) is not a parameter:
-        in training mode this call moves it to its optimum for the batch (``update_concentration``), so
-        the KL(q(α) ‖ p(α)) term carries no gradient and is returned for logging."""
+        in a training step (train mode with gradients on, as the input standardiser) this call moves it to
+        its optimum for the batch (``update_concentration``); evaluation under ``no_grad`` leaves it alone.
+        The KL(q(α) ‖ p(α)) term carries no gradient and is returned for logging."""
         stick = dist.stick_kl().mean()
         alpha = concentration_kl(dist.w1, dist.w2, *self.alpha_prior)
-        if self.training:
+        if self.training and torch.is_grad_enabled():
             self.update_concentration(dist)
         return stick + alpha, {"stick_kl": stick.item(), "alpha_kl": alpha.item()}
 

@@ -17,6 +17,9 @@ H = deter, Z = stoch, F = H + Z, E = embed dim, R = the cell's state size (2H fo
 from __future__ import annotations
 
 import contextlib
+import functools
+import math
+import warnings
 from collections.abc import Callable, Mapping
 from typing import NamedTuple
 
@@ -29,6 +32,30 @@ from aime_agent.generative_prior import DiagGaussian, GaussianHead, make_prior
 from aime_agent.temporal_dynamics import make_cell
 from aime_agent.world_model.batch import preprocess
 from aime_agent.world_model.losses import balanced_kl
+
+
+@functools.cache
+def _bf16_units(device_type: str) -> bool:
+    if device_type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device_type == "cpu":  # AVX512-BF16 / AMX: oneDNN reports it; AVX2-only CPUs emulate bf16 (8× slower)
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return False
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` has bf16 units. Where it does not, a config asking for ``train.autocast_bf16`` runs
+    fp32 and this warns once per device type."""
+    if _bf16_units(device.type):
+        return True
+    if device.type not in _WARNED:
+        _WARNED.add(device.type)
+        warnings.warn(f"train.autocast_bf16 is set but this {device.type} has no bf16 units: running fp32",
+                      stacklevel=3)  # fmt: skip
+    return False
+
+
+_WARNED: set[str] = set()
 
 
 class LatentState(NamedTuple):
@@ -45,6 +72,8 @@ class WorldModel(nn.Module):
     def __init__(self, config: AIMEConfig, action_dim: int):
         super().__init__()
         m = config.model
+        if not 0.0 < config.train.decode_fraction <= 1.0:
+            raise ValueError(f"train.decode_fraction must lie in (0, 1], got {config.train.decode_fraction}")
         self.config, self.action_dim = config, action_dim
         self.input_norm = PixelStandardizer(m.image_size) if m.input_norm else None
         self.encoder = ConvEncoder(m.cnn_depth, m.res_blocks, m.image_size)
@@ -66,7 +95,7 @@ class WorldModel(nn.Module):
         return self.cell.init_state.device
 
     def _autocast(self):
-        if not self.config.train.autocast_bf16:
+        if not (self.config.train.autocast_bf16 and bf16_supported(self.device)):
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
@@ -112,7 +141,8 @@ class WorldModel(nn.Module):
 
     # -- rollouts --------------------------------------------------------------------------------
     def observe(self, inputs: Mapping[str, Tensor], state: LatentState | None = None) -> dict:
-        """Posterior rollout over preprocessed ``inputs`` (``preprocess``). Returns (B, T, ...) tensors:
+        """Posterior rollout over preprocessed ``inputs`` (``preprocess``) from ``state``, or from the learned
+        initial state with row 0 treated as an episode start when ``state`` is None. Returns (B, T, ...) tensors:
 
         rnn (B,T,R), deter (B,T,H), stoch z~q (B,T,Z), feat (B,T,F), embed (B,T,E),
         post_mean / post_std (B,T,Z), and ``post`` / ``prior`` distributions over N = B·T rows.
@@ -120,7 +150,13 @@ class WorldModel(nn.Module):
         image, action, is_first = inputs["image"], inputs["action"], inputs["is_first"]
         b, t = image.shape[:2]
         embed = self.embed(image)
-        state = self.initial(b) if state is None else state
+        if state is None:
+            # A window that starts mid-episode begins from the learned initial state: mark its first row
+            # is_first (zero action), as acting sees every such state (dreamerv3-torch does the same).
+            is_first = is_first.clone()
+            is_first[:, 0] = True
+            action = torch.where(is_first.unsqueeze(-1), 0.0, action)
+            state = self.initial(b)
         rnns, stochs, means, stds = [], [], [], []
         for i in range(t):
             rnn, _ = self.img_step(state, action[:, i], is_first[:, i])
@@ -178,6 +214,24 @@ class WorldModel(nn.Module):
         return pred.clamp(0, 1), inputs["image"] + 0.5
 
     # -- loss ------------------------------------------------------------------------------------
+    def recon_loss(self, feat: Tensor, image: Tensor) -> tuple[Tensor, float]:
+        """−log p(x | h, z) averaged over decoded rows, and the pixel MSE of those rows.
+
+        feat (B, T, F), image (B, T, 3, S, S). With ``train.decode_fraction`` f < 1 a random subset of
+        ⌈f·B·T⌉ rows is decoded: the mean over a uniform subset is an unbiased estimate of the mean over all
+        rows (the decoder is ~half of a ``small`` update's cost). The MSE follows from the NLL in closed form,
+        −log N(x; μ, I) = ½‖x − μ‖² + ½·D·log 2π, so it costs no second pass over the pixels."""
+        feat, image = feat.flatten(0, 1), image.flatten(0, 1)
+        rows = feat.shape[0]
+        keep = math.ceil(self.config.train.decode_fraction * rows)
+        if keep < rows:
+            index = torch.randperm(rows, device=feat.device)[:keep]
+            feat, image = feat[index], image[index]
+        nll = -ConvDecoder.log_prob(image, self.decode(feat)).mean()
+        dims = image[0].numel()
+        mse = (2.0 * nll.item() - dims * math.log(2 * math.pi)) / dims
+        return nll, mse
+
     def loss(self, batch: Mapping) -> tuple[Tensor, dict[str, float], dict]:
         """World-model loss on a batch in the schema. Returns (total, named scalar terms, rollout).
 
@@ -189,9 +243,7 @@ class WorldModel(nn.Module):
             self.input_norm.update(inputs["image"])
         out = self.observe(inputs)
         feat = out["feat"]
-        recon_mean = self.decode(feat)
-        image = inputs["image"]
-        recon_nll = -ConvDecoder.log_prob(image.flatten(0, 1), recon_mean.flatten(0, 1)).mean()
+        recon_nll, recon_mse = self.recon_loss(feat, inputs["image"])
         dyn, rep, kl_value = balanced_kl(out["post"], out["prior"], out["stoch"].flatten(0, 1), cfg.free_nats,
                                          cfg.kl_estimator, cfg.kl_samples)  # fmt: skip
         prior_reg, prior_terms = self.prior.regularizer(out["prior"])  # the DPGMM's stick and α terms
@@ -201,11 +253,10 @@ class WorldModel(nn.Module):
         total = total + cfg.cont * cont
         metrics = {
             "wm_loss": total.item(), "recon": recon_nll.item(),
-            "recon_mse": (recon_mean.detach() - image).pow(2).mean().item(),
+            "recon_mse": recon_mse,
             "kl": kl_value.item(), "kl_dyn_loss": dyn.item(), "kl_rep_loss": rep.item(),
             "reward": reward.item(), "cont": cont.item(),
             "post_std": out["post_std"].mean().item(), **prior_terms, **self.prior.stats(out["prior"]),
         }  # fmt: skip
-        out["recon_mean"] = recon_mean
         out["reward"], out["cont"] = inputs["reward"], inputs["cont"]  # (B, T) targets, for the replay critic
         return total, metrics, out
