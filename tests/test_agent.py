@@ -268,3 +268,42 @@ def test_action_noise_reaches_the_env_the_replay_and_the_belief():
     noisy = tiny_agent(expl_noise=0.3)
     assert isinstance(noisy.action_noise, NormalActionNoise) and noisy.action_noise._sigma.tolist() == [0.3]
     assert tiny_agent().action_noise is None
+
+
+def test_learn_after_load_without_the_replay_collects_then_trains(trained):
+    """As SB3's save/load tests and rl-zoo3's --trained-agent do: load the weights only, learn on."""
+    _, path = trained
+    model = AIME.load(path, env=short_env())
+    assert model.replay_buffer.size() == 0
+    updates = model._n_updates
+    model.learn(40, reset_num_timesteps=False)  # the first window of 8 rows fits after 8 steps
+    assert model._n_updates > updates and model.replay_buffer.size() > 0
+
+
+def test_a_learning_rate_schedule_reaches_all_three_optimizers():
+    """The world model follows the schedule; actor and critic follow its shape from their own rates."""
+    model = tiny_agent(learning_rate=lambda progress: 1e-3 * progress, actor_lr=2e-4, critic_lr=4e-4)
+    model.learn(64)  # updates after agent steps 28, 32, ..., 64
+    behavior = model.policy.behavior
+    rates = [o.param_groups[0]["lr"] for o in (model.policy.wm_optimizer, behavior.actor_opt, behavior.critic_opt)]
+    progress = rates[0] / 1e-3  # SB3's progress at the last update (after step 64 of 64)
+    assert progress == pytest.approx(0.0, abs=1e-12)
+    assert rates == pytest.approx([0.0, 0.0, 0.0], abs=1e-12)  # actor and critic (2e-4, 4e-4) followed it too
+    model._current_progress_remaining = 0.25
+    model._update_learning_rate()
+    assert model.policy.wm_optimizer.param_groups[0]["lr"] == pytest.approx(1e-3 * 0.25)
+    assert behavior.actor_opt.param_groups[0]["lr"] == pytest.approx(2e-4 * 0.25)
+    assert behavior.critic_opt.param_groups[0]["lr"] == pytest.approx(4e-4 * 0.25)
+
+
+class _FramesEnv(gym.Env):
+    """A stand-in env with frames of another size."""
+
+    def __init__(self, side):
+        self.observation_space = gym.spaces.Box(0, 255, (side, side, 3), np.uint8)
+        self.action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+
+
+def test_a_frame_size_other_than_the_models_fails_at_construction():
+    with pytest.raises(ValueError, match=r"frames are 48×48 but the model expects 64×64"):
+        AIME("CnnPolicy", _FramesEnv(48), preset="tiny")

@@ -218,3 +218,38 @@ def test_actor_grad_mix_is_the_weighted_sum_of_both_gradients():
                                0.25 * reinforce + 0.75 * dynamics)  # fmt: skip
     with pytest.raises(ValueError, match="actor_grad_mix"):
         actor_grads(actor_grad="dynamics", actor_grad_mix=1.5)
+
+
+@pytest.mark.parametrize("slow_target", [False, True])
+def test_the_slow_critic_is_read_consistently_and_updated_only_when_read(slow_target):
+    """Bootstrap and advantage baseline read the same critic (the slow copy iff slow_target); with nothing
+    reading the slow copy its EMA does not run."""
+    torch.manual_seed(0)
+    config = preset("tiny", slow_target=slow_target, slow_reg=0.0, actor_grad="reinforce")
+    model = WorldModel(config, action_dim=1)
+    behavior = Behavior(config.behavior, model.feat_dim, 1, config.model.hidden)
+    reads, value = [], behavior.critic.value
+    behavior.critic.value = lambda feat, slow=False: reads.append(slow) or value(feat, slow)
+    slow_before = [p.clone() for p in behavior.critic.slow.parameters()]
+    start = LatentState(torch.randn(6, model.cell.state_size), torch.randn(6, config.model.stoch))
+    behavior.train_step(model, start)
+    assert reads == [slow_target, slow_target]  # the λ-return bootstrap, then the advantage baseline
+    moved = any(not torch.equal(a, b) for a, b in zip(slow_before, behavior.critic.slow.parameters(), strict=True))
+    assert moved == slow_target
+
+
+def test_start_fraction_imagines_from_a_random_subset_of_the_starts():
+    torch.manual_seed(0)
+    config = preset("tiny", start_fraction=0.5)
+    model = WorldModel(config, action_dim=1)
+    behavior = Behavior(config.behavior, model.feat_dim, 1, config.model.hidden)
+    seen, imagine = [], behavior.imagine
+    behavior.imagine = lambda wm, start, pathwise: seen.append(start) or imagine(wm, start, pathwise)
+    start = LatentState(torch.randn(10, model.cell.state_size), torch.randn(10, config.model.stoch))
+    behavior.losses(model, start)
+    used = seen[0].rnn
+    assert used.shape[0] == 5
+    rows = [int(torch.nonzero((start.rnn == row).all(-1))[0]) for row in used]  # each used row is a start
+    assert len(set(rows)) == 5
+    with pytest.raises(ValueError, match="start_fraction"):
+        Behavior(preset("tiny", start_fraction=0.0).behavior, model.feat_dim, 1, 8)

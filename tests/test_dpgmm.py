@@ -243,3 +243,22 @@ def test_concentration_update_is_the_coordinate_ascent_optimum():
     for f1 in (0.8, 0.95, 1.05, 1.25):
         for f2 in (0.8, 0.95, 1.05, 1.25):
             assert objective(w1 * f1, w2 * f2) > best
+
+
+def test_loss_under_no_grad_changes_no_buffer(cartpole_batch):
+    """Evaluation (``loss`` under no_grad in train mode: pretrain evaluation, image logging) leaves q(α) and the
+    input standardiser alone; a training step moves them."""
+    from aime_agent.config import preset
+    from aime_agent.world_model import WorldModel
+
+    torch.manual_seed(0)
+    model = WorldModel(preset("tiny", prior="dpgmm"), action_dim=1).train()
+    before = {k: v.clone() for k, v in model.named_buffers()}
+    assert any("prior" in k for k in before)
+    with torch.no_grad():
+        model.loss(cartpole_batch)
+    for key, value in model.named_buffers():
+        torch.testing.assert_close(value, before[key], rtol=0, atol=0, msg=key)
+    model.loss(cartpole_batch)
+    changed = {k for k, v in model.named_buffers() if not torch.equal(v, before[k])}
+    assert any("prior" in k for k in changed) and any("input_norm" in k for k in changed), changed

@@ -221,3 +221,16 @@ def test_channel_first_batches_are_accepted(cartpole_batch):
     chw = dict(cartpole_batch, obs=np.ascontiguousarray(cartpole_batch["obs"].transpose(0, 1, 4, 2, 3)))
     a, b = model.preprocess(cartpole_batch), model.preprocess(chw)
     torch.testing.assert_close(a["image"], b["image"])
+
+
+def test_bf16_without_bf16_units_runs_fp32_and_warns_once(cartpole_batch, monkeypatch):
+    import aime_agent.world_model.world_model as wm_module
+
+    monkeypatch.setattr(wm_module, "_bf16_units", lambda device_type: False)
+    monkeypatch.setattr(wm_module, "_WARNED", set())
+    fp32, bf16 = tiny_model(), tiny_model(autocast_bf16=True)
+    image = fp32.preprocess(cartpole_batch)["image"]
+    with pytest.warns(UserWarning, match="no bf16 units: running fp32") as record:
+        torch.testing.assert_close(bf16.embed(image), fp32.embed(image), rtol=0, atol=0)
+        bf16.embed(image)
+    assert len(record) == 1
