@@ -6,8 +6,8 @@ page fault per 4 KiB. A CPU training step allocates such tensors every update �
 × 64 uint8 batch to a 38 MB float tensor, several times per update — so on this project's 2-core machine about
 40 % of SAC's time went to the kernel. Raising the mmap and trim thresholds keeps those blocks on the heap for
 reuse: one SAC ``CnnPolicy`` update (batch 256, 1 thread) went from 1351 ms to 875 ms, with system time from
-5.3 s to 0.0 s over 10 updates (docs/agent.md#the-heap-allocator). PyTorch's CPU tuning guide reaches the same end by
-preloading jemalloc or tcmalloc; this needs no extra library.
+5.3 s to 0.0 s over 10 updates (docs/investigations/agent_learning.md#the-heap-allocator). PyTorch's CPU
+tuning guide reaches the same end by preloading jemalloc or tcmalloc; this needs no extra library.
 
 It changes the whole process's allocator, so the library never calls it on import: the entry points that
 own their process do (``aime train``/``pretrain``, ``benchmarks/learning.py``). The cost is a resident set that

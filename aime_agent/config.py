@@ -90,7 +90,7 @@ class BehaviorConfig:
     # the DPGMM, whose sampled component has no pathwise gradient. "auto" by default: with exact cartpole dynamics
     # backprop reaches ~700 on swingup where REINFORCE spins the pole at ~200, and from pixels it (with the fast
     # critic below) balanced at 962 by 50k env steps where REINFORCE had 474; on swingup from pixels it can pin
-    # the cart to the rail (docs/agent.md)
+    # the cart to the rail (docs/investigations/agent_learning.md)
     actor_grad: str = "auto"
     # with actor_grad "dynamics": weight ρ of a REINFORCE term mixed into the backprop objective (DreamerV2's
     # actor_grad_mix): (1 − ρ)·R^λ/S + ρ·log π(a|s)·sg(A)
@@ -98,8 +98,8 @@ class BehaviorConfig:
     # world-model updates before the actor's first step (the critic trains from the start): until the model
     # responds to actions, the pathwise gradient is noise that Adam turns into full steps, so the actor
     # saturates to a constant push, the replay then holds one action and the model never learns what
-    # actions do (docs/agent.md, "The actor saturates while the model is blind to actions"). Dreamer's
-    # ``pretrain`` and TD-MPC2's seed updates play this role
+    # actions do (docs/investigations/agent_learning.md, "The actor saturates while the model is blind to
+    # actions"). Dreamer's ``pretrain`` and TD-MPC2's seed updates play this role
     actor_warmup: int = 1000  # `small`: 4000 agent steps after learning_starts; tiny: 0 (tests move the actor)
     actor_lr: float = 8e-5
     critic_lr: float = 3e-4  # 8e-5 (with slow_reg 1) lets the value lag the policy by thousands of updates

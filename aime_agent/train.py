@@ -70,6 +70,17 @@ def save_run(model, logdir: Path) -> None:
             saver(tmp)
 
 
+class RandomPolicy:
+    """Uniform random actions behind SB3's ``predict`` (for ``evaluate_policy``): the baseline beside the agent."""
+
+    def __init__(self, action_space, seed: int):
+        self.action_space = action_space
+        self.action_space.seed(seed)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic=False):
+        return np.stack([self.action_space.sample() for _ in range(len(observation))]), None
+
+
 def make_env(settings: TrainSettings, n_envs: int, seed: int):
     import envs
 
@@ -109,14 +120,20 @@ def run(settings: TrainSettings) -> dict:
     eval_env = make_env(settings, 1, settings.seed + 10_000)
     returns, _ = evaluate_policy(model, eval_env, n_eval_episodes=settings.eval_episodes, deterministic=True,
                                  return_episode_rewards=True)  # fmt: skip
+    baseline = RandomPolicy(eval_env.action_space, settings.seed)
+    random_returns, _ = evaluate_policy(baseline, eval_env, n_eval_episodes=settings.eval_episodes,
+                                        return_episode_rewards=True)  # fmt: skip
     summary = {"agent_steps": model.num_timesteps, "env_steps": model.num_timesteps * settings.action_repeat,
                "updates": model._n_updates, "replay_rows": model.replay_buffer.size(),
                "eval_return_mean": float(np.mean(returns)), "eval_return_std": float(np.std(returns)),
+               "random_return_mean": float(np.mean(random_returns)),
+               "random_return_std": float(np.std(random_returns)),
                "env_steps_per_s": (model.num_timesteps - first) * settings.action_repeat / max(wall, 1e-9),
                "wall_s": wall}  # fmt: skip
-    print(f"final evaluation: return {summary['eval_return_mean']:.1f} ± {summary['eval_return_std']:.1f} over "
+    print(f"final evaluation: return {summary['eval_return_mean']:.1f} ± {summary['eval_return_std']:.1f} "
+          f"(random policy {summary['random_return_mean']:.1f} ± {summary['random_return_std']:.1f}) over "
           f"{settings.eval_episodes} episodes after {summary['env_steps']} env steps ({summary['updates']} updates, "
-          f"{summary['env_steps_per_s']:.1f} env steps/s)")  # fmt: skip
+          f"{summary['env_steps_per_s']:.1f} env steps/s, {wall / 60:.1f} min)")  # fmt: skip
     env.close()
     eval_env.close()
     return summary

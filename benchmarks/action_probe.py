@@ -8,7 +8,8 @@ Two quick, model-only checks on replayed windows (no environment branching; see 
 * **J(c)**: the imagined λ-return from the batch's posterior states (N = B·T starts) when every imagined action
   is the constant c, for c in −1, −0.5, 0, 0.5, 1, and under the actor's mode; split into the H-step reward sum
   and the bootstrap value v(s_H). J(c) that does not depend on c means the model ignores actions, and the
-  pathwise actor gradient is then noise plus a tiny slope that Adam turns into full steps (docs/agent.md).
+  pathwise actor gradient is then noise plus a tiny slope that Adam turns into full steps
+  (docs/investigations/agent_learning.md).
 
 ``--train N`` instead trains a fresh agent in chunks of N agent steps (``--chunks`` of them; ``--preset``,
 ``--override``) and after each prints one deterministic evaluation episode (return, and the spread of its

@@ -257,7 +257,7 @@ def write_report(csv_dir: Path, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = read_folder(csv_dir)
-    why = "[../agent.md](../agent.md#learning-status-measured-2-cpu-cores)"
+    why = "[../agent.md](../investigations/agent_learning.md#learning-status-measured-2-cpu-cores)"
     status = ("No run has started yet. " if not runs else "") + "A run whose *env steps done* is below " \
         f"{MILESTONES[-1] // 1000}k is unfinished: it resumes from its checkpoint in a later session, " \
         "and its CSV is committed as it grows. " \
@@ -278,7 +278,7 @@ def write_report(csv_dir: Path, out: Path) -> None:
              "10k env steps). Since 2026-11-27 the script keeps freed heap memory in the process "
              "([aime_agent/allocator.py](../../aime_agent/allocator.py)): SAC's CPU runs have it (an update 35 % "
              "faster), the AIME runs above ran without it (5 % per update; "
-             "[../agent.md](../agent.md#the-heap-allocator)).",
+             "[../investigations/agent_learning.md](../investigations/agent_learning.md#the-heap-allocator)).",
              "", status, "",
              *run_table(runs)]  # fmt: skip
     variants = {folder: read_folder(csv_dir / folder) for folder in VARIANTS}

@@ -38,6 +38,9 @@ VARIANTS = {
     # precision (5000 updates)
     "fp32": {"train.autocast_bf16": False, "train.channels_last": False},
     "bf16_cl": {"train.autocast_bf16": True, "train.channels_last": True},
+    # the speed levers of the learning loop (2000 updates; benchmarks/learning_speed.py times them)
+    "decode_half": {"train.decode_fraction": 0.5},
+    "decode_quarter": {"train.decode_fraction": 0.25},
     # prior × recurrence (pillars 2 and 3; run with --updates 2000 --variants gauss_lstm dpgmm_lstm gauss_stiefel
     # gauss_gru)
     "gauss_lstm": {"model.prior": "gaussian", "model.cell": "lstm"},

@@ -17,3 +17,13 @@ def test_readme_python_blocks_run():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "(64, 64, 3) uint8" in out.stdout and "(64, 64, 9) (24,)" in out.stdout
+
+
+def test_agent_guide_snippets_run():
+    """docs/agent.md: every Python block after the first (a 100k-env-step training run) runs as written."""
+    guide = README.parent / "docs" / "agent.md"
+    blocks = re.findall(r"```python\n(.*?)```", guide.read_text(), flags=re.S)[1:]
+    assert blocks
+    for code in blocks:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]

@@ -37,7 +37,7 @@ def test_sigkilled_training_resumes_and_completes(tmp_path):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     if at_kill < 120:
         assert f"resuming {ckpt} at {at_kill} agent steps ({rows_at_kill} replay rows)" in out.stdout
-    assert "final evaluation: return" in out.stdout
+    assert "final evaluation: return" in out.stdout and "(random policy " in out.stdout
     final = AIME.load(ckpt)
     final.load_replay_buffer(tmp_path / "replay.pkl")
     assert final.num_timesteps == 120
@@ -72,3 +72,15 @@ def test_agent_with_subprocvecenv(n_envs):
     assert model.num_timesteps == 48 and model._n_updates > 0
     assert model.replay_buffer.counts.tolist() == [24 + 2, 24 + 2]  # per env: 24 steps, 2 episode starts
     vec.close()
+
+
+def test_random_policy_predicts_uniform_actions_of_the_batch_size():
+    import gymnasium as gym
+    import numpy as np
+
+    from aime_agent.train import RandomPolicy
+
+    policy = RandomPolicy(gym.spaces.Box(-1, 1, (2,), np.float32), seed=0)
+    actions, state = policy.predict(np.zeros((3, 64, 64, 3), np.uint8))
+    assert actions.shape == (3, 2) and state is None and np.abs(actions).max() <= 1
+    assert len({tuple(a) for a in actions}) == 3

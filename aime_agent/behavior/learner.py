@@ -22,12 +22,12 @@ both the slow EMA copy, as in DreamerV2); with ``slow_reg`` > 0 the slow copy al
 (DreamerV3; off by default). The slow copy's EMA runs only when one of these reads it.
 ``start_fraction`` < 1 imagines from a uniform random subset of the N starts (the actor-critic's cost is
 linear in N).
-On cartpole-swingup's frozen model (docs/agent.md) the online bootstrap's mean imagined value was ~15 %
-higher after 3000 updates.
+On cartpole-swingup's frozen model (docs/investigations/agent_learning.md) the online bootstrap's mean
+imagined value was ~15 % higher after 3000 updates.
 
 During the agent's ``actor_warmup`` (the first N world-model updates) only the critic is updated: a model
 that does not yet respond to actions gives the pathwise gradient a tiny consistent slope that Adam turns
-into full steps, saturating the actor to a constant push (docs/agent.md).
+into full steps, saturating the actor to a constant push (docs/investigations/agent_learning.md).
 
 World-model parameters are frozen during this update: neither loss leaves a gradient on them.
 Actions fed to the dynamics are clipped to [−1, 1], as the environment clips them; log-probabilities

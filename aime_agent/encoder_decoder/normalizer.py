@@ -5,10 +5,10 @@ per-pixel variances' mean, so pixels keep their relative weights (a per-pixel σ
 pixels that barely change). Both are exact running moments over all frames seen (Chan et al.'s parallel
 update, as in SB3's ``RunningMeanStd``), kept as buffers so they travel with ``state_dict``.
 
-Why (docs/agent.md, "The posterior wakes up"): in DMC frames the moving parts cover a few pixels, so
-raw frames differ by ~0.03 in [−0.5, 0.5] units. The encoder then maps all frames to nearly the same
-embedding, the posterior means spread by ~0.002 against the posterior's noise floor of 0.1, the decoder
-learns to ignore z, and the model stays collapsed for ~1000+ updates. Standardised frames differ by
+Why (docs/investigations/agent_learning.md, "The posterior wakes up"): in DMC frames the moving parts
+cover a few pixels, so raw frames differ by ~0.03 in [−0.5, 0.5] units. The encoder then maps all frames
+to nearly the same embedding, the posterior means spread by ~0.002 against the posterior's noise floor of
+0.1, the decoder learns to ignore z, and the model stays collapsed for ~1000+ updates. Standardised frames differ by
 O(1): the same `tiny` model on the same replay woke within ~400 updates. Only the encoder's input is
 standardised; the decoder still models raw pixels, so the likelihood is unchanged.
 
