@@ -21,7 +21,6 @@ def test_probe_is_flat_exactly_when_the_model_ignores_actions():
     model = AIME("CnnPolicy", env, preset="tiny", seed=0, learning_starts=24, train_freq=4)
     model.learn(48)
     result = action_probe.probe(model, batch_size=2)
-    assert result["post_mean_spread"] >= 0 and -1 <= result["reward_corr"] <= 1
     constants = [result[f"J({c})"] for c in action_probe.CONSTANTS]
     assert len({round(j[0], 6) for j in constants}) > 1  # a fresh cell input mixes the action in
     with torch.no_grad():  # cut the action out of the recurrence: every constant gives the same rollout

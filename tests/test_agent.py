@@ -307,3 +307,97 @@ class _FramesEnv(gym.Env):
 def test_a_frame_size_other_than_the_models_fails_at_construction():
     with pytest.raises(ValueError, match=r"frames are 48×48 but the model expects 64×64"):
         AIME("CnnPolicy", _FramesEnv(48), preset="tiny")
+
+
+class ScriptedEnv(gym.Env):
+    """64×64 frames whose value encodes (episode, t); reward 10·t + a; episodes of 10 steps that alternate
+    between a true terminal (even episodes) and a time-limit truncation. Logs every action it receives."""
+
+    observation_space = gym.spaces.Box(0, 255, (64, 64, 3), np.uint8)
+    action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+    length = 10
+
+    def __init__(self):
+        self.log = []
+
+    def _frame(self):
+        return np.full((64, 64, 3), 20 * len(self.log) + self.t, np.uint8)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self.log.append({"actions": [], "rewards": [], "terminal": len(self.log) % 2 == 0})
+        return self._frame(), {}
+
+    def step(self, action):
+        self.t += 1
+        episode = self.log[-1]
+        a = float(np.asarray(action).reshape(-1)[0])
+        episode["actions"].append(a)
+        episode["rewards"].append(10.0 * self.t + a)
+        done = self.t == self.length
+        return self._frame(), episode["rewards"][-1], done and episode["terminal"], done and not episode["terminal"], {}
+
+
+def test_learn_stores_every_row_of_a_scripted_env_in_the_schema():
+    env = ScriptedEnv()
+    model = AIME("CnnPolicy", env, preset="tiny", seed=0, learning_starts=24, train_freq=4)
+    model.learn(40)  # 4 episodes of 10 steps: random actions, then the actor's; updates from step 28 on
+    assert model._n_updates > 0
+    episodes = list(model.replay_buffer.episodes(0))
+    assert len(episodes) == 4
+    for k, (row, logged) in enumerate(zip(episodes, env.log, strict=False)):
+        assert len(row["obs"]) == 11
+        np.testing.assert_array_equal(row["obs"][:, 0, 0, 0], 20 * (k + 1) + np.arange(11))  # o_0 … o_10
+        assert (row["action"][0] == 0).all() and row["reward"][0] == 0  # nothing produced o_0
+        np.testing.assert_allclose(row["action"][1:, 0], logged["actions"], rtol=0, atol=1e-7)
+        np.testing.assert_allclose(row["reward"][1:], logged["rewards"], rtol=0, atol=1e-5)
+        assert row["is_first"].tolist() == [True] + [False] * 10
+        assert row["is_last"].tolist() == [False] * 10 + [True]
+        assert row["is_terminal"].tolist() == [False] * 10 + [logged["terminal"]]  # episodes 0, 2 end terminal
+        assert row["discount"].tolist() == [1.0] * 10 + [0.0 if logged["terminal"] else 1.0]
+
+
+def test_replay_sampling_and_pickling_after_the_ring_wraps():
+    import pickle
+
+    from aime_agent.replay import SequenceReplayBuffer
+
+    space = gym.spaces.Box(0, 255, (3, 4, 4), np.uint8)
+    buffer = SequenceReplayBuffer(20, space, gym.spaces.Box(-1, 1, (1,), np.float32), device="cpu")
+    value = 0
+    for _ in range(3):  # 24 rows into a ring of 20: rows 0-3 are overwritten, the oldest kept row is mid-episode
+        for t in range(8):
+            buffer.add_row(0, np.full((3, 4, 4), value, np.uint8), np.zeros(1), float(value), is_first=t == 0,
+                           is_last=t == 7)  # fmt: skip
+            value += 1
+    assert buffer.size() == 20 and buffer.positions[0] == 4
+    for restored in (buffer, pickle.loads(pickle.dumps(buffer))):
+        batch = restored.sample_sequences(512, 3, np.random.default_rng(0))
+        values = batch["obs"][:, :, 0, 0, 0].astype(int)
+        assert (np.diff(values, axis=1) == 1).all()  # consecutive rows: never across the write position
+        episode = values // 8
+        assert (episode == episode[:, :1]).all()  # inside one episode
+        assert not batch["is_first"][:, 1:].any()
+        # every valid start and nothing else: rows 4-5 of the partly overwritten episode 0, then 8-13, 16-21
+        assert set(values[:, 0].tolist()) == {4, 5, *range(8, 14), *range(16, 22)}
+        np.testing.assert_array_equal(batch["reward"], values.astype(np.float32))
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(buffer)).storage["obs"], buffer.storage["obs"])
+
+
+def test_predict_resets_only_the_rows_whose_episode_starts(trained):
+    model, _ = trained
+    env = short_env()
+    first, _ = env.reset(seed=3)
+    second, *_ = env.step(np.array([0.5], np.float32))
+    obs1, obs2 = np.stack([first, second]), np.stack([second, first])
+    _, state = model.predict(obs1, deterministic=True)
+    actions, new = model.predict(obs2, state=state, episode_start=np.array([True, False]), deterministic=True)
+    fresh_a, fresh_s = model.predict(obs2[:1], deterministic=True)  # row 0: a fresh belief
+    kept_a, kept_s = model.predict(obs2[1:], state=tuple(s[1:] for s in state), episode_start=np.array([False]),
+                                   deterministic=True)  # fmt: skip
+    np.testing.assert_allclose(actions[0], fresh_a[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(actions[1], kept_a[0], rtol=0, atol=1e-6)
+    for got, a, b in zip(new, fresh_s, kept_s, strict=True):
+        np.testing.assert_allclose(got[0], a[0], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(got[1], b[0], rtol=0, atol=1e-6)

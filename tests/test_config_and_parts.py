@@ -63,7 +63,18 @@ def test_encoder_decoder_shapes_and_no_skip_path():
     feat = torch.randn(2, 12, requires_grad=True)
     out = dec(feat)
     assert out.shape == (2, 3, 64, 64)
-    # The decoder's only input is the latent feature: its output depends on nothing else.
-    torch.testing.assert_close(dec(feat), out)
+    # No skip path: in the world model, with [h, z] held fixed, the reconstruction has no gradient with respect to
+    # the frames (they reach the decoder only through z).
+    from aime_agent.world_model import WorldModel
+
+    torch.manual_seed(0)
+    wm = WorldModel(preset("tiny"), action_dim=1)
+    inputs = {"image": (torch.rand(1, 3, 3, 64, 64) - 0.5).requires_grad_(), "action": torch.zeros(1, 3, 1),
+              "is_first": torch.tensor([[True, False, False]])}  # fmt: skip
+    feat = wm.observe(inputs)["feat"]
+    through_z = torch.autograd.grad(wm.decode(feat).sum(), inputs["image"], retain_graph=True)[0]
+    assert through_z.abs().sum() > 0
+    held = torch.autograd.grad(wm.decode(feat.detach()).sum(), inputs["image"], allow_unused=True)[0]
+    assert held is None or held.abs().sum() == 0
     with pytest.raises(ValueError, match="64×64"):
         ConvEncoder(8, 1, image_size=84)

@@ -147,6 +147,28 @@ def test_kl_estimators_agree_on_a_dpgmm_prior():
         kl(q, DiagGaussian(torch.zeros(3, 3), torch.ones(3, 3)), estimator="bound")
 
 
+def test_every_kl_estimator_gives_the_closed_form_when_all_components_coincide():
+    """K identical components make the mixture one Gaussian N(μ, σ²), whatever the sticks: the Monte Carlo
+    estimate and the variational bound both equal the closed-form Gaussian KL."""
+    from aime_agent.generative_prior.dpgmm import DPGMMDistribution
+
+    torch.manual_seed(0)
+    n, k, z, draws = 4, 5, 3, 20_000
+    f64 = {"dtype": torch.float64}
+    mu, sigma = torch.randn(n, 1, z, **f64), torch.rand(n, 1, z, **f64) + 0.5
+    a, b = torch.rand(n, k - 1, **f64) + 0.5, torch.rand(n, k - 1, **f64) + 0.5
+    one = torch.tensor(1.0, **f64)
+    dist = DPGMMDistribution(a, b, mu.expand(n, k, z), sigma.expand(n, k, z), one, one)
+    q = DiagGaussian(torch.randn(n, z, **f64), torch.rand(n, z, **f64) + 0.3)
+    exact = kl(q, DiagGaussian(mu[:, 0], sigma[:, 0]), estimator="exact")
+    torch.testing.assert_close(kl(q, dist, estimator="bound"), exact, rtol=1e-10, atol=1e-10)
+    # Monte Carlo: each row repeated `draws` times, every copy with its own sticks and z; within 4 standard errors
+    rep = DPGMMDistribution(a.repeat(draws, 1), b.repeat(draws, 1), mu.expand(n, k, z).repeat(draws, 1, 1),
+                            sigma.expand(n, k, z).repeat(draws, 1, 1), one, one)  # fmt: skip
+    mc = kl(DiagGaussian(q.mean.repeat(draws, 1), q.std.repeat(draws, 1)), rep, estimator="sample").view(draws, n)
+    assert ((mc.mean(0) - exact).abs() <= 4 * mc.std(0) / math.sqrt(draws)).all()
+
+
 # -- numerics ------------------------------------------------------------------------------------
 def test_float32_sticks_at_beta_1_0p05_are_finite_with_finite_gradients():
     torch.manual_seed(0)
