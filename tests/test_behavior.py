@@ -253,3 +253,55 @@ def test_start_fraction_imagines_from_a_random_subset_of_the_starts():
     assert len(set(rows)) == 5
     with pytest.raises(ValueError, match="start_fraction"):
         Behavior(preset("tiny", start_fraction=0.0).behavior, model.feat_dim, 1, 8)
+
+
+class KnownModel(nn.Module):
+    """A world model with known dynamics for the actor-critic: feat = [x, k]; x_{k+1} = x_k + 0.5·clip(a_k),
+    k counts steps; reward 0.1·x; continue flag 0 at step k = 2 (a terminal inside the horizon), else 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))  # so that frozen() has something to freeze
+        self.reward_head = type("R", (), {"predict": staticmethod(lambda f: 0.1 * f[..., 0])})()
+        self.cont_head = type("C", (), {"predict": staticmethod(lambda f: (f[..., 1] != 2).float())})()
+
+    def imagine(self, start, policy, horizon):
+        feats, actions = [start.rnn], []
+        for _ in range(horizon):
+            action = policy(feats[-1])
+            actions.append(action)
+            feats.append(feats[-1] + torch.cat([0.5 * action, torch.ones_like(action)], -1))
+        return {"feat": torch.stack(feats), "action": torch.stack(actions)}
+
+
+def test_actor_and_critic_losses_match_a_hand_computation_on_a_known_model():
+    torch.manual_seed(0)
+    config = preset("tiny", horizon=4, gamma=0.9, lam=0.5, actor_grad="dynamics", entropy=3e-4).behavior
+    behavior = Behavior(config, feat_dim=2, action_dim=1, hidden=8)
+    with torch.no_grad():  # actions with mean tanh(3) ≈ 0.995: many samples fall beyond 1 and must be clipped
+        behavior.actor.net[-1].bias[0] = 3.0
+    trajs, imagine = [], behavior.imagine
+    behavior.imagine = lambda wm, start, pathwise: trajs.append(imagine(wm, start, pathwise)) or trajs[-1]
+    behavior.critic.loss = lambda f, target, slow_reg: torch.ones(f.shape[:-1])  # critic loss = mean(w)
+    start = LatentState(torch.stack([torch.linspace(-1, 1, 64), torch.zeros(64)], -1), torch.zeros(64, 1))
+    actor_loss, critic_loss, _ = behavior.losses(KnownModel(), start)
+    traj = trajs[0]
+    raw = traj["raw_action"].detach()[..., 0]  # (H, N)
+    assert (raw.abs() > 1).any()
+    x = [start.rnn[:, 0]]
+    for k in range(4):  # the dynamics saw the clipped actions
+        x.append(x[-1] + 0.5 * raw[k].clamp(-1, 1))
+    torch.testing.assert_close(traj["feat"][..., 0].detach(), torch.stack(x))
+    r, c = [0.1 * xi for xi in x], [1.0, 1.0, 0.0, 1.0, 1.0]  # c_0 = 1 by definition; c_2 = 0
+    returns = [None] * 4
+    following = torch.zeros(64)  # R_H := v_H = 0 (zero-initialised critic)
+    for k in reversed(range(4)):
+        following = r[k + 1] + 0.9 * c[k + 1] * 0.5 * following  # v = 0: R_k = r_{k+1} + γ c_{k+1} λ R_{k+1}
+        returns[k] = following
+    returns = torch.stack(returns)
+    w = torch.tensor([1.0, 0.9 * c[1], 0.9**2 * c[1] * c[2], 0.9**3 * c[1] * c[2] * c[3]])[:, None]  # w_2 = w_3 = 0
+    scale = max(1.0, float(torch.quantile(returns, 0.95) - torch.quantile(returns, 0.05)))
+    entropy = behavior.actor(traj["feat"][:-1].detach()).entropy().detach()
+    expected = -(w * (returns / scale + 3e-4 * entropy)).mean()
+    torch.testing.assert_close(actor_loss.detach(), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(critic_loss.detach(), w.expand(4, 64).mean(), rtol=1e-6, atol=1e-7)
