@@ -40,6 +40,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         self.positions = np.zeros(n_envs, dtype=np.int64)  # next row to write, per env
         self.counts = np.zeros(n_envs, dtype=np.int64)  # rows stored, per env (<= capacity)
         self.open = np.zeros(n_envs, dtype=bool)  # an episode is in progress in this env's ring
+        self.written = np.zeros(n_envs, dtype=np.int64)  # rows ever written, per env (the ring keeps the last ones)
 
     # -- writing -------------------------------------------------------------------------------
     def _allocate(self) -> None:
@@ -65,6 +66,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         s["is_first"][env, i], s["is_last"][env, i], s["is_terminal"][env, i] = is_first, is_last, is_terminal
         self.positions[env] = (i + 1) % self.capacity
         self.counts[env] = min(self.counts[env] + 1, self.capacity)
+        self.written[env] += 1
         self.open[env] = not is_last
         self.pos, self.full = int(self.positions[0]), bool(self.counts.min() == self.capacity)
 
@@ -157,6 +159,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state.setdefault("written", state["counts"].copy())  # pickled before the counter existed
         self.__dict__.update(state)
         stored = self.storage
         if stored is not None and stored["obs"].shape[1] < self.capacity:

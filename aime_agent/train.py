@@ -1,8 +1,10 @@
 """Train AIME on a DMC pixel task with resumable checkpoints (``aime train``, ``make train``).
 
-``<logdir>/checkpoint.zip`` (the SB3 archive) and ``<logdir>/replay.pkl`` are written atomically every
-``checkpoint_every`` agent steps and at the end; rerunning the same command resumes from them, so a
-killed run loses at most the steps since its last checkpoint. TensorBoard logs go to ``<logdir>``.
+``<logdir>/checkpoint.zip`` (the SB3 archive) and the replay are written atomically every ``checkpoint_every``
+agent steps and at the end (AIME's replay as ``<logdir>/replay/``, which appends only the new rows each time,
+``aime_agent.replay_chunks``; another algorithm's as SB3's ``replay.pkl``); rerunning the same command
+resumes from them, so a killed run loses at most the steps since its last checkpoint. TensorBoard logs go to
+``<logdir>``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
 
+from aime_agent.replay import SequenceReplayBuffer
+from aime_agent.replay_chunks import INDEX, load_increments, save_increment
 from envs.fileio import atomic_path, remove_stale_temps
 
 
@@ -63,11 +67,27 @@ class AtomicCheckpoint(BaseCallback):
 
 
 def save_run(model, logdir: Path) -> None:
-    """Replay first, then the model, each to a temp file then renamed (for any SB3 algorithm, not only
-    ``AIME``): the newest model checkpoint never counts steps its replay file lacks."""
-    for name, saver in (("replay.pkl", model.save_replay_buffer), ("checkpoint.zip", model.save)):
-        with atomic_path(logdir / name) as tmp:
-            saver(tmp)
+    """Replay first, then the model, each atomically (for any SB3 algorithm, not only ``AIME``): the newest
+    model checkpoint never counts steps its replay lacks. A ``SequenceReplayBuffer`` appends only its new rows
+    to ``<logdir>/replay/``; any other buffer is pickled whole to ``replay.pkl``, as SB3 does."""
+    if isinstance(model.replay_buffer, SequenceReplayBuffer):
+        save_increment(model.replay_buffer, logdir / "replay")
+    else:
+        with atomic_path(logdir / "replay.pkl") as tmp:
+            model.save_replay_buffer(tmp)
+    with atomic_path(logdir / "checkpoint.zip") as tmp:
+        model.save(tmp)
+
+
+def load_run_replay(model, logdir: Path) -> bool:
+    """Restore the replay ``save_run`` wrote to ``logdir`` into ``model``; False if there is none."""
+    if (logdir / "replay" / INDEX).exists() and isinstance(model.replay_buffer, SequenceReplayBuffer):
+        load_increments(model.replay_buffer, logdir / "replay")
+        return True
+    if (logdir / "replay.pkl").exists():
+        model.load_replay_buffer(logdir / "replay.pkl")
+        return True
+    return False
 
 
 class RandomPolicy:
@@ -103,8 +123,7 @@ def run(settings: TrainSettings) -> dict:
     ckpt = logdir / "checkpoint.zip"
     if ckpt.exists():
         model = AIME.load(ckpt, env=env, tensorboard_log=str(logdir), verbose=1)
-        if (logdir / "replay.pkl").exists():
-            model.load_replay_buffer(logdir / "replay.pkl")
+        load_run_replay(model, logdir)
         print(f"resuming {ckpt} at {model.num_timesteps} agent steps ({model.replay_buffer.size()} replay rows)")
     else:
         model = AIME("CnnPolicy", env, preset=settings.preset, tensorboard_log=str(logdir), seed=settings.seed,

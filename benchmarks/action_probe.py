@@ -83,7 +83,7 @@ def eval_episode(model, env) -> tuple[float, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, help="a learning.py run folder (checkpoint.zip, replay.pkl)")
+    parser.add_argument("--checkpoint", type=Path, help="a learning.py run folder (checkpoint.zip and its replay)")
     parser.add_argument("--train", type=int, default=0, help="agent steps per chunk of a fresh run")
     parser.add_argument("--chunks", type=int, default=8)
     parser.add_argument("--env", default="cartpole-balance")
@@ -95,10 +95,11 @@ def main() -> None:
 
     from aime_agent import AIME
     from aime_agent.cli import parse_overrides
+    from aime_agent.train import load_run_replay
 
     if args.checkpoint is not None:
         model = AIME.load(args.checkpoint / "checkpoint.zip", device="cpu")
-        model.load_replay_buffer(args.checkpoint / "replay.pkl")
+        load_run_replay(model, args.checkpoint)
         print(format_probe(probe(model)))
         return
     if args.train <= 0:

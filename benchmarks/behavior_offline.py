@@ -11,7 +11,7 @@ model*, the actor-critic is at fault; if it does there but not in the env, the m
     python benchmarks/behavior_offline.py --data data/cartpole-balance-random-40.h5 --set gamma=0.99 horizon=15
 
 ``--checkpoint runs/learning/<run>`` instead takes the world model and replay of an online run (its
-``checkpoint.zip`` and ``replay.pkl``, e.g. from ``benchmarks/learning.py``) and trains a fresh actor-critic
+``checkpoint.zip`` and replay, e.g. from ``benchmarks/learning.py``) and trains a fresh actor-critic
 on them, so behaviour settings can be compared on the data and model an online run really had.
 """
 
@@ -64,14 +64,14 @@ def main(argv=None) -> None:
 
     from aime_agent import AIME
     from aime_agent.cli import parse_overrides
-    from aime_agent.train import TrainSettings, make_env
+    from aime_agent.train import TrainSettings, load_run_replay, make_env
     from aime_agent.world_model import LatentState
     from envs.dataset import EpisodeDataset
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="an `aime collect` dataset: pretrain a world model on it")
-    source.add_argument("--checkpoint", type=Path, help="a run folder with checkpoint.zip and replay.pkl")
+    source.add_argument("--checkpoint", type=Path, help="a run folder with checkpoint.zip and its replay")
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--wm-updates", type=int, default=3000)
     parser.add_argument("--updates", type=int, default=4000)
@@ -94,7 +94,7 @@ def main(argv=None) -> None:
     wm, behavior = model.policy.world_model, model.policy.behavior
     rng, start_time = np.random.default_rng(0), time.perf_counter()
     if args.checkpoint:
-        model.load_replay_buffer(args.checkpoint / "replay.pkl")
+        load_run_replay(model, args.checkpoint)
         wm.load_state_dict(online.policy.world_model.state_dict())
     else:
         model.replay_buffer.add_dataset(str(args.data))

@@ -125,7 +125,7 @@ def run(args) -> None:
     from stable_baselines3.common.logger import configure as configure_logger
 
     from aime_agent.allocator import retain_freed_memory
-    from aime_agent.train import save_run
+    from aime_agent.train import load_run_replay, save_run
 
     retain_freed_memory()  # both algorithms: SAC's updates spent ~40 % of their time in page faults without it
     name = run_name(args.algo, args.env, args.seed)
@@ -135,7 +135,7 @@ def run(args) -> None:
     env, eval_env = make_env(args.env, args.seed, stack), make_env(args.env, args.seed + 10_000, stack)
     if (rundir / "checkpoint.zip").exists():
         model = load(args.algo, rundir, env)
-        model.load_replay_buffer(rundir / "replay.pkl")
+        load_run_replay(model, rundir)
         rows = [r for r in rows if r["env_steps"] <= model.num_timesteps * ACTION_REPEAT]
         print(f"{name}: resuming at {model.num_timesteps * ACTION_REPEAT} env steps", flush=True)
     elif rows and not args.restart:

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from aime_agent import AIME
+from aime_agent.train import load_run_replay
 
 TRAIN = [sys.executable, "-m", "aime_agent.cli", "train", "--env", "cartpole-balance", "--env-steps", "240",
          "--preset", "tiny", "--checkpoint-every", "30", "--eval-episodes", "1", "--quiet", "--set",
@@ -30,7 +31,7 @@ def test_sigkilled_training_resumes_and_completes(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     saved = AIME.load(ckpt)
-    saved.load_replay_buffer(tmp_path / "replay.pkl")
+    load_run_replay(saved, tmp_path)
     at_kill, rows_at_kill = saved.num_timesteps, saved.replay_buffer.size()
     assert at_kill >= 30 and rows_at_kill == at_kill + 1  # one is_first row so far
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -39,13 +40,13 @@ def test_sigkilled_training_resumes_and_completes(tmp_path):
         assert f"resuming {ckpt} at {at_kill} agent steps ({rows_at_kill} replay rows)" in out.stdout
     assert "final evaluation: return" in out.stdout and "(random policy " in out.stdout
     final = AIME.load(ckpt)
-    final.load_replay_buffer(tmp_path / "replay.pkl")
+    load_run_replay(final, tmp_path)
     assert final.num_timesteps == 120
     rb = final.replay_buffer
     episodes = list(rb.episodes(0))  # the resumed run starts a new episode: 2 complete episodes or fewer
     assert all(e["is_first"][0] and e["is_last"][-1] and not e["is_first"][1:].any() for e in episodes)
     assert rb.size() == 120 + int(rb.storage["is_first"][0, : rb.size()].sum())
-    assert list(tmp_path.glob("*.tmp*")) == []
+    assert list(tmp_path.glob("**/*.tmp*")) == []
 
 
 def test_evaluate_command(tmp_path, capsys):
