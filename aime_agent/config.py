@@ -240,8 +240,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # fp32: bf16 autocast + channels_last is 1.2× faster on 2 CPU cores, but its open-loop error at
     # horizons 5/15 was higher on 2 seeds (docs/benchmarks/world_model_quality.md); opt in with
-    # autocast_bf16=True, channels_last=True.
-    "small": {},
+    # autocast_bf16=True, channels_last=True. Half the frames decoded and half the states imagined from:
+    # the decoder and the actor-critic were ~45 % and ~25 % of an update (docs/benchmarks/learning_speed.md).
+    "small": {"train.decode_fraction": 0.5, "behavior.start_fraction": 0.5},
     "medium": {
         "model.cnn_depth": 32,
         "model.deter": 256,

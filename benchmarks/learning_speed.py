@@ -39,20 +39,25 @@ ACTION_REPEAT = 2
 CONFIGS = {
     "base": ("base", {}),
     "head": ("head", {}),
-    "head_decode_half": ("head", {"train.decode_fraction": 0.5}),
-    "head_starts_half": ("head", {"behavior.start_fraction": 0.5}),
-    "head_both_half": ("head", {"train.decode_fraction": 0.5, "behavior.start_fraction": 0.5}),
+    "head_decode_all": ("head", {"train.decode_fraction": 1.0}),
+    "head_starts_all": ("head", {"behavior.start_fraction": 1.0}),
+    "head_no_levers": ("head", {"train.decode_fraction": 1.0, "behavior.start_fraction": 1.0}),
 }
 
 
 def cpu_model() -> str:
+    """The CPU's model name and its vector / bf16 extensions (the same name hides very different machines)."""
+    name, flags = platform.processor() or platform.machine(), set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    extensions = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return f"{name} ({', '.join(extensions) or 'no AVX2'}; {os.cpu_count()} cores)"
 
 
 def child(args) -> dict:
