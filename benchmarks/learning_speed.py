@@ -42,6 +42,7 @@ CONFIGS = {
     "head_decode_all": ("head", {"train.decode_fraction": 1.0}),
     "head_starts_all": ("head", {"behavior.start_fraction": 1.0}),
     "head_no_levers": ("head", {"train.decode_fraction": 1.0, "behavior.start_fraction": 1.0}),
+    "head_quarters": ("head", {"train.decode_fraction": 0.25, "behavior.start_fraction": 0.25}),
 }
 
 
