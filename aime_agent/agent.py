@@ -118,8 +118,6 @@ class AIME(OffPolicyAlgorithm):
     def _setup_model(self) -> None:
         """Rebuild everything from attributes (``load`` calls this after restoring them)."""
         self._setup_lr_schedule()
-        if not self.lr_schedule(1.0) > 0:
-            raise ValueError(f"learning_rate must be positive at the start of training, got {self.lr_schedule(1.0)}")
         self.set_random_seed(self.seed)
         self._replay_rng = np.random.default_rng(self.seed)
         self.replay_buffer = SequenceReplayBuffer(self.buffer_size, self.observation_space, self.action_space,
@@ -230,9 +228,8 @@ class AIME(OffPolicyAlgorithm):
     def _update_learning_rate(self, optimizers=None) -> None:
         """SB3 writes one schedule into every optimizer; here the world model follows ``learning_rate`` and
         the actor and critic follow the same schedule's shape from their own rates: lr_x · s(p) / s(1)."""
-        progress = self._current_progress_remaining
-        rate = self.lr_schedule(progress)
-        factor = rate / self.lr_schedule(1.0)
+        rate, start = self.lr_schedule(self._current_progress_remaining), self.lr_schedule(1.0)
+        factor = rate / start if start > 0 else 0.0  # rl-zoo3's enjoy loads with a schedule of 0
         cfg = self.policy.config.behavior
         behavior = self.policy.behavior
         for optimizer, value in ((self.policy.wm_optimizer, rate), (behavior.actor_opt, cfg.actor_lr * factor),

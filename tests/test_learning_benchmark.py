@@ -81,14 +81,14 @@ def test_a_checkpoint_between_evaluations_keeps_the_clock(tmp_path, monkeypatch)
             "--env-steps", "24", "--eval-episodes", "1", "--csv-dir", str(tmp_path / "csv"),
             "--runs", str(tmp_path / "runs"), "--sac-buffer", "64", "--override", "learning_starts=2",
             "batch_size=4"]  # fmt: skip
-    write_text = learning.write_text
+    write_text = learning.atomic_write_text
 
     def session_ends_after_the_checkpoint(path, text):
         write_text(path, text)
         if path.name == learning.CLOCK:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(learning, "write_text", session_ends_after_the_checkpoint)
+    monkeypatch.setattr(learning, "atomic_write_text", session_ends_after_the_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         learning.main(args)
     monkeypatch.undo()
