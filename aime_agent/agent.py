@@ -31,7 +31,7 @@ from aime_agent.config import preset as make_preset
 from aime_agent.policy import AIMEPolicy
 from aime_agent.pretrain import KIND as PRETRAIN_KIND
 from aime_agent.pretrain import image_strip
-from aime_agent.replay import SequenceReplayBuffer
+from aime_agent.replay import NoWindowError, SequenceReplayBuffer
 from aime_agent.world_model import LatentState, train_step
 from envs.fileio import atomic_path
 
@@ -239,16 +239,19 @@ class AIME(OffPolicyAlgorithm):
         self.logger.record("train/learning_rate", rate)
 
     def train(self, gradient_steps: int, batch_size: int) -> None:
-        if not self.replay_buffer.can_sample(self.batch_length):
+        try:
+            first = self.replay_buffer.sample_sequences(batch_size, self.batch_length, self._replay_rng)
+        except NoWindowError:
             return  # e.g. after ``load`` without the replay: collect until a window of batch_length rows fits
         self.policy.set_training_mode(True)
         self._update_learning_rate()
         wm, behavior = self.policy.world_model, self.policy.behavior
         sums: dict[str, float] = defaultdict(float)
         warmup = self.policy.config.behavior.actor_warmup
-        for _ in range(gradient_steps):
+        for step in range(gradient_steps):
             train_actor = self._n_updates >= warmup
-            batch = self.replay_buffer.sample_sequences(batch_size, self.batch_length, self._replay_rng)
+            batch = first if step == 0 else self.replay_buffer.sample_sequences(batch_size, self.batch_length,
+                                                                                self._replay_rng)  # fmt: skip
             wm_metrics, out = train_step(wm, self.policy.wm_optimizer, batch)
             start = LatentState(out["rnn"].flatten(0, 1), out["stoch"].flatten(0, 1)).detach()
             replay = {"feat": out["feat"], "reward": out["reward"], "cont": out["cont"]}

@@ -20,6 +20,10 @@ from stable_baselines3.common.buffers import BaseBuffer, ReplayBuffer
 from envs.dataset import KEYS, EpisodeDataset, EpisodeWriter
 
 
+class NoWindowError(ValueError):
+    """No ring holds a window of the requested length inside one episode yet."""
+
+
 class SequenceReplayBuffer(ReplayBuffer):
     """Rows of the batch schema per env; see the module docstring.
 
@@ -113,10 +117,6 @@ class SequenceReplayBuffer(ReplayBuffer):
         s = np.arange(len(order) - length + 1)
         return s[cum[s + length] - cum[s + 1] == 0]
 
-    def can_sample(self, length: int) -> bool:
-        """Whether some env's ring holds a window of ``length`` rows inside one episode."""
-        return any(len(self._valid_starts(e, self._logical(e), length)) for e in range(self.n_envs))
-
     def sample_sequences(self, batch_size: int, length: int, rng: np.random.Generator | None = None) -> dict:
         """``batch_size`` windows of ``length`` rows, uniform over valid (env, start) pairs: (B, T, ...)."""
         rng = rng if rng is not None else np.random.default_rng()
@@ -124,7 +124,7 @@ class SequenceReplayBuffer(ReplayBuffer):
         starts = [self._valid_starts(e, orders[e], length) for e in range(self.n_envs)]
         sizes = np.array([len(s) for s in starts], dtype=np.float64)
         if sizes.sum() == 0:
-            raise ValueError(f"the replay holds no window of {length} rows inside one episode yet "
+            raise NoWindowError(f"the replay holds no window of {length} rows inside one episode yet "
                              f"({self.size()} rows stored); raise learning_starts")  # fmt: skip
         envs = rng.choice(self.n_envs, size=batch_size, p=sizes / sizes.sum())
         out = {k: [] for k in KEYS}
