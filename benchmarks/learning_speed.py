@@ -24,13 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
@@ -44,21 +45,6 @@ CONFIGS = {
     "head_no_levers": ("head", {"train.decode_fraction": 1.0, "behavior.start_fraction": 1.0}),
     "head_quarters": ("head", {"train.decode_fraction": 0.25, "behavior.start_fraction": 0.25}),
 }
-
-
-def cpu_model() -> str:
-    """The CPU's model name and its vector / bf16 extensions (the same name hides very different machines)."""
-    name, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    extensions = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
-    return f"{name} ({', '.join(extensions) or 'no AVX2'}; {os.cpu_count()} cores)"
 
 
 def child(args) -> dict:

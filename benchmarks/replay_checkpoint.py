@@ -21,7 +21,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from learning_speed import cpu_model
+from machine import cpu_model
 
 from aime_agent.replay import SequenceReplayBuffer
 from aime_agent.replay_chunks import load_increments, save_increment

@@ -44,6 +44,14 @@ def test_runs_resume_and_report(tmp_path, algo):
     assert [int(r["env_steps"]) for r in second] == [24, 48] and second[0] == first[0]
     assert float(second[1]["wall_s"]) > float(second[0]["wall_s"]) and int(second[1]["updates"]) > 0
     assert 0 <= float(second[1]["eval_return_mean"]) <= 1000
+    meta = learning.json.loads(path.with_suffix(".json").read_text())  # config and machine beside the CSV
+    assert [s["from_env_steps"] for s in meta["segments"]] == [0, 24]  # one segment per session, each its own CPU
+    assert all(s["cpu"] == learning.describe()["cpu"] and s["torch"] for s in meta["segments"])
+    assert meta["overrides"] == extra[extra.index("--override") + 1 :]
+    if algo == "aime":
+        assert meta["config"]["aime"]["preset"] == "tiny" and meta["config"]["sb3"]["learning_starts"] == "9"
+    else:
+        assert meta["config"]["sb3"]["batch_size"] == "4" and meta["config"]["frame_stack"] == 3
     (tmp_path / "csv" / "gpu").mkdir()  # a partial run from a lent GPU machine: listed apart, with every evaluation
     learning.write_rows(tmp_path / "csv" / "gpu" / "sac-cartpole-swingup-s0.csv",
                         [{"env_steps": 10_000, "eval_return_mean": 12.4, "eval_return_std": 1.0, "wall_s": 100.0,
