@@ -252,7 +252,7 @@ class AIME(OffPolicyAlgorithm):
             train_actor = self._n_updates >= warmup
             batch = first if step == 0 else self.replay_buffer.sample_sequences(batch_size, self.batch_length,
                                                                                 self._replay_rng)  # fmt: skip
-            wm_metrics, out = train_step(wm, self.policy.wm_optimizer, batch)
+            wm_metrics, out = train_step(wm, self.policy.wm_optimizer, batch, self.policy.loss_aggregator)
             start = LatentState(out["rnn"].flatten(0, 1), out["stoch"].flatten(0, 1)).detach()
             replay = {"feat": out["feat"], "reward": out["reward"], "cont": out["cont"]}
             for key, value in {**wm_metrics, **behavior.train_step(wm, start, replay, train_actor)}.items():

@@ -135,6 +135,28 @@ class AgentConfig:
 
 
 @dataclass
+class MultiTaskConfig:
+    """Pillar 5: the world model's loss terms grouped into tasks, and how the tasks' gradients on the shared trunk
+    combine (``aime_agent/multi_task_learning``; docs/multi_task_learning.md). The default is plain
+    backpropagation of the summed ELBO."""
+
+    combiner: str = "sum"  # "sum" | "rgb" | "rgb_projected" | "upgrad" | "mgda"
+    # "name=term+term,...": each loss term (recon, kl_dyn, kl_rep, reward, cont) in exactly one task
+    tasks: str = "elbo=recon+kl_dyn+kl_rep+reward+cont"
+    weights: str = ""  # "name=w,...": positive task weights; a task not named weighs 1
+    # per-task gradients: "none" (one backward pass; sum only) | "representation" (at the trunk's output, one
+    # backward pass through the trunk) | "parameters" (over every trunk parameter, ~T× the trunk's backward)
+    jacobian: str = "none"
+    rgb_mu: float = 0.9  # EMA rate of RGB's consensus direction
+    rgb_lambda: float = 1.0  # RGB's pull of each rotated gradient back toward its own direction
+    rgb_steps: int = 3  # gradient steps on RGB's rotation angles per update (warm-started)
+    rgb_lr: float = 0.2  # their step size
+    # jacobian "parameters": task rows TorchJD differentiates at once (0 = all, through torch.vmap); 1 because
+    # vmap fails in the conv encoder's backward on torch 2.13 ("NYI: querying is_contiguous inside of vmap")
+    parallel_chunk_size: int = 1
+
+
+@dataclass
 class AIMEConfig:
     """Everything that defines an AIME model and its training."""
 
@@ -143,6 +165,7 @@ class AIMEConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     behavior: BehaviorConfig = field(default_factory=BehaviorConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
+    mtl: MultiTaskConfig = field(default_factory=MultiTaskConfig)
     preset: str = "small"
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ import torch
 
 from aime_agent.checkpoint import CheckpointError, config_mismatch, load_checkpoint, save_checkpoint
 from aime_agent.config import AIMEConfig
-from aime_agent.world_model import WorldModel, make_optimizer, train_step
+from aime_agent.world_model import WorldModel, make_aggregator, make_optimizer, train_step
 from envs.dataset import EpisodeDataset
 
 KIND = "aime-pretrain"
@@ -54,6 +54,7 @@ class Pretrainer:
         torch.manual_seed(settings.seed)
         self.model = WorldModel(config, action_dim).to(settings.device)
         self.optimizer = make_optimizer(self.model, config)
+        self.aggregator = make_aggregator(self.model)
         self.rng = np.random.default_rng(settings.seed)  # training batches (checkpointed)
         self.eval_rng = np.random.default_rng(settings.seed + 1)  # evaluation and images, kept apart
         if len(self.data) >= 2:
@@ -124,7 +125,7 @@ class Pretrainer:
             start = time.perf_counter()
             t = self.config.train
             batch = self.data.sample(t.batch_size, t.batch_length, self.rng, self.train_ids)
-            metrics, _ = train_step(self.model, self.optimizer, batch)
+            metrics, _ = train_step(self.model, self.optimizer, batch, self.aggregator)
             self.step += 1
             bar.update(1)
             if self.step % s.log_every == 0 or self.step == s.steps:

@@ -6,6 +6,7 @@ import geoopt
 import torch
 
 from aime_agent.config import AIMEConfig
+from aime_agent.multi_task_learning import LossAggregator
 from aime_agent.world_model.world_model import WorldModel
 
 
@@ -18,14 +19,27 @@ def make_optimizer(model: WorldModel, config: AIMEConfig) -> torch.optim.Optimiz
     return torch.optim.Adam(model.parameters(), lr=t.lr, eps=t.eps, weight_decay=t.weight_decay)
 
 
-def train_step(model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict) -> tuple[dict[str, float], dict]:
+def make_aggregator(model: WorldModel) -> LossAggregator:
+    """The loss aggregator of ``model.config.mtl`` over the world model's loss terms."""
+    return LossAggregator(model.config.mtl, WorldModel.LOSS_TERMS)
+
+
+def train_step(model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict,
+               aggregator: LossAggregator | None = None) -> tuple[dict[str, float], dict]:  # fmt: skip
     """One update on ``batch``. Returns (named scalar terms, the posterior rollout). Raises
-    ``FloatingPointError`` on a NaN or inf loss, before any parameter changes."""
+    ``FloatingPointError`` on a NaN or inf loss, before any parameter changes.
+
+    The gradient comes from ``aggregator`` (tasks and combiner of ``config.mtl``); without one, from plain
+    backpropagation of the total loss (which the default aggregator reproduces exactly)."""
     loss, metrics, out = model.loss(batch)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"world-model loss is {loss.item()} (terms: {metrics})")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    if aggregator is None:
+        loss.backward()
+    else:
+        metrics |= aggregator.backward(out["terms"], model.representation(out), model.trunk_parameters(),
+                                       model.head_parameters())  # fmt: skip
     metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), model.config.train.grad_clip))
     optimizer.step()
     return metrics, out

@@ -249,8 +249,9 @@ class WorldModel(nn.Module):
         prior_reg, prior_terms = self.prior.regularizer(out["prior"])  # the DPGMM's stick and α terms
         reward = self.reward_head.loss(feat, inputs["reward"]).mean()
         cont = self.cont_head.loss(feat, inputs["cont"]).mean()
-        total = cfg.recon * recon_nll + cfg.kl_dyn * (dyn + prior_reg) + cfg.kl_rep * rep + cfg.reward * reward
-        total = total + cfg.cont * cont
+        terms = {"recon": cfg.recon * recon_nll, "kl_dyn": cfg.kl_dyn * (dyn + prior_reg), "kl_rep": cfg.kl_rep * rep,
+                 "reward": cfg.reward * reward, "cont": cfg.cont * cont}  # fmt: skip
+        total = terms["recon"] + terms["kl_dyn"] + terms["kl_rep"] + terms["reward"] + terms["cont"]
         metrics = {
             "wm_loss": total.item(), "recon": recon_nll.item(),
             "recon_mse": recon_mse,
@@ -259,4 +260,24 @@ class WorldModel(nn.Module):
             "post_std": out["post_std"].mean().item(), **prior_terms, **self.prior.stats(out["prior"]),
         }  # fmt: skip
         out["reward"], out["cont"] = inputs["reward"], inputs["cont"]  # (B, T) targets, for the replay critic
+        out["terms"] = terms  # the weighted terms of ``total``, by name (LOSS_TERMS), for the loss aggregator
         return total, metrics, out
+
+    # -- the trunk and its output, for multi-task gradient balancing ----------------------------------
+    LOSS_TERMS = ("recon", "kl_dyn", "kl_rep", "reward", "cont")
+
+    @staticmethod
+    def representation(out: Mapping) -> list[Tensor]:
+        """What every loss term reads from the trunk: deter (B,T,H), stoch (B,T,Z), post_mean and post_std
+        (B,T,Z). These stacked tensors cut the graph (the recurrence uses the per-step ones), so backpropagating
+        a gradient at them through the trunk gives exactly the trunk's share of the loss gradient."""
+        return [out["deter"], out["stoch"], out["post_mean"], out["post_std"]]
+
+    def trunk_parameters(self) -> list[nn.Parameter]:
+        """Parameters shared by every loss term: encoder, cell input, recurrent cell, posterior."""
+        return [p for m in (self.encoder, self.cell_input, self.cell, self.posterior) for p in m.parameters()]
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """The rest (decoder, reward and continue heads, the prior net): task-specific."""
+        trunk = {id(p) for p in self.trunk_parameters()}
+        return [p for p in self.parameters() if id(p) not in trunk]
