@@ -148,7 +148,10 @@ class AIME(OffPolicyAlgorithm):
         return [*super()._excluded_save_params(), "_last_belief", "_action_repeat"]
 
     def _get_torch_save_params(self) -> tuple[list[str], list[str]]:
-        return ["policy", "policy.wm_optimizer", "policy.behavior.actor_opt", "policy.behavior.critic_opt"], []
+        torch_params = ["policy", "policy.wm_optimizer", "policy.behavior.actor_opt", "policy.behavior.critic_opt"]
+        if self.policy.adversary is not None:  # the discriminator's weights are in "policy"; its Adam here
+            torch_params.append("policy.adversary.optimizer")
+        return torch_params, []
 
     def _env_action_repeat(self) -> int:
         """The env's action repeat (1 if it has none), for ``time/env_frames``."""
@@ -252,7 +255,9 @@ class AIME(OffPolicyAlgorithm):
             train_actor = self._n_updates >= warmup
             batch = first if step == 0 else self.replay_buffer.sample_sequences(batch_size, self.batch_length,
                                                                                 self._replay_rng)  # fmt: skip
-            wm_metrics, out = train_step(wm, self.policy.wm_optimizer, batch, self.policy.loss_aggregator)
+            wm_metrics, out = train_step(
+                wm, self.policy.wm_optimizer, batch, self.policy.loss_aggregator, self.policy.adversary
+            )
             start = LatentState(out["rnn"].flatten(0, 1), out["stoch"].flatten(0, 1)).detach()
             replay = {"feat": out["feat"], "reward": out["reward"], "cont": out["cont"]}
             for key, value in {**wm_metrics, **behavior.train_step(wm, start, replay, train_actor)}.items():
@@ -261,7 +266,9 @@ class AIME(OffPolicyAlgorithm):
             if self._n_updates % self.policy.config.agent.image_every == 0:
                 self._log_images(batch, start)
         for key, value in sums.items():
-            self.logger.record(f"train/{key}", value / gradient_steps)
+            # multi-task scalars average over every update since the last dump: mtl/conflict is then the rate
+            record = self.logger.record_mean if key.startswith("mtl/") else self.logger.record
+            record(f"train/{key}", value / gradient_steps)
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/lr_actor", behavior.actor_opt.param_groups[0]["lr"])
         self.logger.record("train/lr_critic", behavior.critic_opt.param_groups[0]["lr"])

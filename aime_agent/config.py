@@ -55,6 +55,11 @@ class LossConfig:
     free_nats: float = 1.0  # free bits, clipping each step's KL (DreamerV3); Monte Carlo: its mean over S samples
     kl_estimator: str = "exact"  # "exact" (closed form, else Monte Carlo) | "sample" (Monte Carlo) | "bound" (mixtures)
     kl_samples: int = 1  # Monte Carlo samples S of the KL (the first is the rollout's own z)
+    # weight of the adversarial term −E[D(x̂)] on decoded frames (0: off, no discriminator is built); the patch
+    # discriminator trains by its own Adam (multi_task_learning/adversarial.py)
+    adversarial: float = 0.0
+    adversarial_depth: int = 16  # the discriminator's first conv width
+    adversarial_lr: float = 2e-4
 
 
 @dataclass

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from aime_agent.behavior import Behavior
 from aime_agent.config import AIMEConfig
-from aime_agent.world_model import LatentState, WorldModel, make_aggregator, make_optimizer, to_image
+from aime_agent.world_model import LatentState, WorldModel, make_adversary, make_aggregator, make_optimizer, to_image
 
 BeliefState = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -48,6 +48,7 @@ class AIMEPolicy(BasePolicy):
         self.behavior = Behavior(self.config.behavior, self.world_model.feat_dim, self.action_dim, m.hidden, m.prior)
         self.wm_optimizer = make_optimizer(self.world_model, self.config)
         self.loss_aggregator = make_aggregator(self.world_model)  # config.mtl: tasks and combiner (pillar 5)
+        self.adversary = make_adversary(self.config)  # the discriminator when loss.adversarial > 0, else None
         self.optimizer = self.wm_optimizer
 
     def _get_constructor_parameters(self) -> dict:

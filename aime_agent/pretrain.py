@@ -17,7 +17,7 @@ import torch
 
 from aime_agent.checkpoint import CheckpointError, config_mismatch, load_checkpoint, save_checkpoint
 from aime_agent.config import AIMEConfig
-from aime_agent.world_model import WorldModel, make_aggregator, make_optimizer, train_step
+from aime_agent.world_model import WorldModel, make_adversary, make_aggregator, make_optimizer, train_step
 from envs.dataset import EpisodeDataset
 
 KIND = "aime-pretrain"
@@ -55,6 +55,9 @@ class Pretrainer:
         self.model = WorldModel(config, action_dim).to(settings.device)
         self.optimizer = make_optimizer(self.model, config)
         self.aggregator = make_aggregator(self.model)
+        self.adversary = make_adversary(config)
+        if self.adversary is not None:
+            self.adversary.to(settings.device)
         self.rng = np.random.default_rng(settings.seed)  # training batches (checkpointed)
         self.eval_rng = np.random.default_rng(settings.seed + 1)  # evaluation and images, kept apart
         if len(self.data) >= 2:
@@ -74,6 +77,9 @@ class Pretrainer:
         try:
             self.model.load_state_dict(ckpt["model"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
+            if self.adversary is not None:
+                self.adversary.load_state_dict(ckpt["adversary"])
+                self.adversary.optimizer.load_state_dict(ckpt["adversary_optimizer"])
         except (RuntimeError, ValueError, KeyError) as err:
             raise CheckpointError(f"{self.ckpt_path} does not fit this model: {err}") from err
         self.step = int(ckpt["step"])
@@ -85,6 +91,8 @@ class Pretrainer:
             "config": self.config.to_dict(), "step": self.step, "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "numpy_rng": self.rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(), "dataset": str(self.data.path),
+            **({"adversary": self.adversary.state_dict(), "adversary_optimizer": self.adversary.optimizer.state_dict()}
+               if self.adversary is not None else {}),
         })  # fmt: skip
 
     @torch.no_grad()
@@ -94,7 +102,7 @@ class Pretrainer:
         t = self.config.train
         with torch.random.fork_rng():
             _, metrics, _ = self.model.loss(
-                self.data.sample(t.batch_size, t.batch_length, self.eval_rng, self.eval_ids)
+                self.data.sample(t.batch_size, t.batch_length, self.eval_rng, self.eval_ids), self.adversary
             )
         return metrics
 
@@ -120,17 +128,23 @@ class Pretrainer:
         s = self.settings
         writer = SummaryWriter(str(self.logdir), purge_step=self.step or None)
         metrics: dict[str, float] = {}
+        sums: dict[str, float] = {}  # since the last log: each logged scalar is the mean over its interval
         bar = tqdm(total=s.steps, initial=self.step, desc="pretrain", unit="upd", disable=not progress)
         while self.step < s.steps:
             start = time.perf_counter()
             t = self.config.train
             batch = self.data.sample(t.batch_size, t.batch_length, self.rng, self.train_ids)
-            metrics, _ = train_step(self.model, self.optimizer, batch, self.aggregator)
+            metrics, _ = train_step(self.model, self.optimizer, batch, self.aggregator, self.adversary)
+            for key, value in metrics.items():
+                sums[key] = sums.get(key, 0.0) + value
+            sums["_n"] = sums.get("_n", 0.0) + 1
             self.step += 1
             bar.update(1)
             if self.step % s.log_every == 0 or self.step == s.steps:
-                for key, value in metrics.items():
-                    writer.add_scalar(f"train/{key}", value, self.step)
+                n = sums.pop("_n")
+                for key, value in sums.items():  # e.g. train/mtl/conflict: the share of updates that conflicted
+                    writer.add_scalar(f"train/{key}", value / n, self.step)
+                sums = {}
                 writer.add_scalar("time/update_s", time.perf_counter() - start, self.step)
                 bar.set_postfix(loss=f"{metrics['wm_loss']:.1f}", mse=f"{metrics['recon_mse']:.4f}")
             if self.step % s.eval_every == 0 or self.step == s.steps:

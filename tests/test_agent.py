@@ -401,3 +401,37 @@ def test_predict_resets_only_the_rows_whose_episode_starts(trained):
     for got, a, b in zip(new, fresh_s, kept_s, strict=True):
         np.testing.assert_allclose(got[0], a[0], rtol=0, atol=1e-6)
         np.testing.assert_allclose(got[1], b[0], rtol=0, atol=1e-6)
+
+
+def test_gradient_balancing_trains_logs_its_scalars_and_survives_save_load(tmp_path):
+    """config.mtl reaches the world model's update: per-task losses, task-gradient cosines and the conflict
+    rate reach TensorBoard (0 for rgb_projected, which guarantees it), and a reload keeps the setting."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    mtl = {"combiner": "rgb_projected", "jacobian": "representation",
+           "tasks": "image=recon,latent=kl_dyn+kl_rep,reward=reward+cont"}  # fmt: skip
+    model = tiny_agent(tensorboard_log=str(tmp_path / "tb"), **mtl)
+    model.learn(40, log_interval=1)
+    (run,) = list((tmp_path / "tb").iterdir())
+    events = EventAccumulator(str(run)).Reload()
+    for tag in ("train/mtl/image", "train/mtl/cos_image_latent", "train/mtl/cos_direction_reward"):
+        assert tag in events.Tags()["scalars"], tag
+    assert [e.value for e in events.Scalars("train/mtl/conflict")] == [0.0] * len(events.Scalars("train/mtl/conflict"))
+    model.save(tmp_path / "aime.zip")
+    loaded = AIME.load(tmp_path / "aime.zip", env=short_env())
+    assert loaded.policy.loss_aggregator.config.combiner == "rgb_projected"
+    assert list(loaded.policy.loss_aggregator.tasks) == ["image", "latent", "reward"]
+
+
+def test_the_adversarial_task_trains_and_its_discriminator_round_trips_through_save_load(tmp_path):
+    model = tiny_agent(adversarial=0.1, adversarial_depth=4)
+    model.learn(40)
+    assert model.policy.adversary.optimizer.state  # D's Adam has stepped
+    model.save(tmp_path / "aime.zip")
+    loaded = AIME.load(tmp_path / "aime.zip", env=short_env())
+    for a, b in zip(model.policy.adversary.state_dict().values(), loaded.policy.adversary.state_dict().values(),
+                    strict=True):  # fmt: skip
+        assert torch.equal(a, b)
+    saved, restored = model.policy.adversary.optimizer.state_dict(), loaded.policy.adversary.optimizer.state_dict()
+    assert saved["state"][0]["step"] == restored["state"][0]["step"]
+    loaded.learn(8, reset_num_timesteps=False)  # and it trains on

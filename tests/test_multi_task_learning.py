@@ -133,8 +133,7 @@ def test_bad_input_is_named():
 # -- the aggregator ----------------------------------------------------------------------------------
 def test_task_grouping_is_checked():
     assert parse_tasks(FOUR_TASKS, TERMS)["latent"] == ("kl_dyn", "kl_rep")
-    with pytest.raises(ValueError, match=r"missing: \['cont'\]"):
-        parse_tasks("a=recon+kl_dyn+kl_rep+reward", TERMS)
+    assert parse_tasks("a=recon+kl_dyn+kl_rep+reward", TERMS) == {"a": TERMS[:4], "cont": ("cont",)}
     with pytest.raises(ValueError, match=r"unknown: \['lpips'\]"):
         parse_tasks("a=recon+kl_dyn+kl_rep+reward+cont,b=lpips", TERMS)
     with pytest.raises(ValueError, match="twice"):
@@ -261,3 +260,44 @@ def test_world_model_trains_with_every_combiner_and_only_the_trunk_differs(cartp
     assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values())
     if combiner == "rgb_projected":  # the guarantee; UPGrad's and MGDA's TorchJD tolerances are looser than the
         assert metrics["mtl/conflict"] == 0.0  # world model's ~3000× spread of task-gradient norms
+
+
+# -- the adversarial task ----------------------------------------------------------------------------
+def test_adversarial_gradient_reaches_the_decoder_and_the_discriminator_step_leaves_the_world_model(cartpole_batch):
+    from aime_agent.world_model import make_adversary
+
+    config = preset("tiny", **{"loss.adversarial": 0.1, "loss.adversarial_depth": 4})
+    torch.manual_seed(0)
+    model, adversary = WorldModel(config, action_dim=1), make_adversary(config)
+    assert model.loss_terms[-1] == "adversarial" and list(make_aggregator(model).tasks) == ["elbo", "adversarial"]
+    _, metrics, out = model.loss(cartpole_batch, adversary)
+    decoder_grad = torch.autograd.grad(out["terms"]["adversarial"], list(model.decoder.parameters()), retain_graph=True)
+    assert sum(g.abs().sum() for g in decoder_grad) > 0  # the generator's term trains the decoder
+    encoder_grad = torch.autograd.grad(out["terms"]["adversarial"], list(model.encoder.parameters()))
+    assert sum(g.abs().sum() for g in encoder_grad) > 0  # and, through z, the representation
+    world = {k: v.clone() for k, v in model.state_dict().items()}
+    before = [p.clone() for p in adversary.parameters()]
+    fake, real = out["decoded"]
+    logged = adversary.step(real, fake)
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in world.items())  # D's step: WM untouched
+    assert any(not torch.equal(a, b) for a, b in zip(before, adversary.parameters(), strict=True))
+    assert {"adv/d_loss", "adv/d_accuracy"} <= set(logged) and metrics["adversarial"] != 0
+    with pytest.raises(ValueError, match="needs the discriminator"):
+        model.loss(cartpole_batch)
+
+
+def test_adversarial_training_through_the_aggregator_keeps_the_discriminator_out(cartpole_batch):
+    """The world model's optimizer and the balanced parameters exclude D; D's Adam alone moves it."""
+    from aime_agent.world_model import make_adversary
+
+    config = preset("tiny", **{"loss.adversarial": 0.1, "loss.adversarial_depth": 4, "mtl.combiner": "rgb_projected",
+                               "mtl.jacobian": "representation"})  # fmt: skip
+    torch.manual_seed(0)
+    model, adversary = WorldModel(config, action_dim=1), make_adversary(config)
+    ids = {id(p) for p in adversary.parameters()}
+    optimizer = make_optimizer(model, config)
+    assert not ids & {id(p) for group in optimizer.param_groups for p in group["params"]}
+    assert not ids & {id(p) for p in model.trunk_parameters() + model.head_parameters()}
+    metrics, _ = train_step(model, optimizer, cartpole_batch, make_aggregator(model), adversary)
+    assert {"mtl/elbo", "mtl/adversarial", "mtl/cos_elbo_adversarial", "adv/d_loss"} <= set(metrics)
+    assert metrics["mtl/conflict"] == 0.0

@@ -4,6 +4,7 @@
 ``LossAggregator`` groups a model's named loss terms into weighted tasks and fills the gradients.
 """
 
+from aime_agent.multi_task_learning.adversarial import Adversary, PatchDiscriminator
 from aime_agent.multi_task_learning.aggregator import JACOBIANS, LossAggregator, gradient_metrics, parse_tasks
 from aime_agent.multi_task_learning.combiners import (
     COMBINERS,
@@ -14,5 +15,5 @@ from aime_agent.multi_task_learning.combiners import (
     project_to_dual_cone,
 )
 
-__all__ = ["COMBINERS", "JACOBIANS", "RGB", "LossAggregator", "RGBProjected", "combine", "gradient_metrics",
-           "make_combiner", "parse_tasks", "project_to_dual_cone"]  # fmt: skip
+__all__ = ["COMBINERS", "JACOBIANS", "RGB", "Adversary", "LossAggregator", "PatchDiscriminator", "RGBProjected",
+           "combine", "gradient_metrics", "make_combiner", "parse_tasks", "project_to_dual_cone"]  # fmt: skip

@@ -33,7 +33,8 @@ JACOBIANS = ("none", "representation", "parameters")
 
 def parse_tasks(spec: str, terms: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """``"image=recon,latent=kl_dyn+kl_rep"`` → {"image": ("recon",), "latent": ("kl_dyn", "kl_rep")}, checked
-    against the model's ``terms``: each term belongs to exactly one task."""
+    against the model's ``terms``: a term belongs to at most one task, and a term no task names forms a task
+    of its own name (so switching on the adversarial term adds an ``adversarial`` task)."""
     tasks: dict[str, tuple[str, ...]] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, sep, members = part.partition("=")
@@ -46,11 +47,14 @@ def parse_tasks(spec: str, terms: Sequence[str]) -> dict[str, tuple[str, ...]]:
     unknown = sorted(set(listed) - set(terms))
     missing = [t for t in terms if t not in listed]
     twice = sorted({t for t in listed if listed.count(t) > 1})
-    if unknown or missing or twice or not tasks:
-        problems = [f"{what}: {names}" for what, names in (("unknown", unknown), ("missing", missing),
-                                                           ("twice", twice)) if names]  # fmt: skip
-        raise ValueError(f"mtl.tasks {spec!r} must put each loss term in exactly one task; terms: "
+    if unknown or twice or not tasks:
+        problems = [f"{what}: {names}" for what, names in (("unknown", unknown), ("twice", twice)) if names]
+        raise ValueError(f"mtl.tasks {spec!r} must put each loss term in at most one task; terms: "
                          f"{', '.join(terms)}" + "".join(f"; {p}" for p in problems))  # fmt: skip
+    for term in missing:
+        if term in tasks:
+            raise ValueError(f"mtl.tasks {spec!r} leaves term {term!r} out while a task bears its name")
+        tasks[term] = (term,)
     return tasks
 
 

@@ -6,7 +6,7 @@ import geoopt
 import torch
 
 from aime_agent.config import AIMEConfig
-from aime_agent.multi_task_learning import LossAggregator
+from aime_agent.multi_task_learning import Adversary, LossAggregator
 from aime_agent.world_model.world_model import WorldModel
 
 
@@ -21,17 +21,25 @@ def make_optimizer(model: WorldModel, config: AIMEConfig) -> torch.optim.Optimiz
 
 def make_aggregator(model: WorldModel) -> LossAggregator:
     """The loss aggregator of ``model.config.mtl`` over the world model's loss terms."""
-    return LossAggregator(model.config.mtl, WorldModel.LOSS_TERMS)
+    return LossAggregator(model.config.mtl, model.loss_terms)
+
+
+def make_adversary(config: AIMEConfig) -> Adversary | None:
+    """The discriminator and its optimizer when ``loss.adversarial`` > 0, else None."""
+    loss = config.loss
+    return Adversary(loss.adversarial_depth, loss.adversarial_lr) if loss.adversarial > 0 else None
 
 
 def train_step(model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict,
-               aggregator: LossAggregator | None = None) -> tuple[dict[str, float], dict]:  # fmt: skip
+               aggregator: LossAggregator | None = None,
+               adversary: Adversary | None = None) -> tuple[dict[str, float], dict]:  # fmt: skip
     """One update on ``batch``. Returns (named scalar terms, the posterior rollout). Raises
     ``FloatingPointError`` on a NaN or inf loss, before any parameter changes.
 
     The gradient comes from ``aggregator`` (tasks and combiner of ``config.mtl``); without one, from plain
-    backpropagation of the total loss (which the default aggregator reproduces exactly)."""
-    loss, metrics, out = model.loss(batch)
+    backpropagation of the total loss (which the default aggregator reproduces exactly). With an ``adversary``
+    (``loss.adversarial`` > 0) its discriminator then takes its own step on the decoded frames."""
+    loss, metrics, out = model.loss(batch, adversary)
     if not torch.isfinite(loss):
         raise FloatingPointError(f"world-model loss is {loss.item()} (terms: {metrics})")
     optimizer.zero_grad(set_to_none=True)
@@ -42,4 +50,7 @@ def train_step(model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict,
                                        model.head_parameters())  # fmt: skip
     metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), model.config.train.grad_clip))
     optimizer.step()
+    if adversary is not None:
+        fake, real = out["decoded"]
+        metrics |= adversary.step(real, fake)
     return metrics, out

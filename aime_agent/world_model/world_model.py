@@ -215,10 +215,15 @@ class WorldModel(nn.Module):
 
     # -- loss ------------------------------------------------------------------------------------
     def recon_loss(self, feat: Tensor, image: Tensor) -> tuple[Tensor, float]:
-        """−log p(x | h, z) averaged over decoded rows, and the pixel MSE of those rows.
+        """−log p(x | h, z) averaged over decoded rows, and the pixel MSE of those rows (``recon_terms``)."""
+        nll, mse, _, _ = self.recon_terms(feat, image)
+        return nll, mse
+
+    def recon_terms(self, feat: Tensor, image: Tensor) -> tuple[Tensor, float, Tensor, Tensor]:
+        """(NLL, MSE, decoded means (M, 3, S, S), their target frames (M, 3, S, S)) over the decoded rows.
 
         feat (B, T, F), image (B, T, 3, S, S). With ``train.decode_fraction`` f < 1 a random subset of
-        ⌈f·B·T⌉ rows is decoded: the mean over a uniform subset is an unbiased estimate of the mean over all
+        M = ⌈f·B·T⌉ rows is decoded: the mean over a uniform subset is an unbiased estimate of the mean over all
         rows (the decoder is ~half of a ``small`` update's cost). The MSE follows from the NLL in closed form,
         −log N(x; μ, I) = ½‖x − μ‖² + ½·D·log 2π, so it costs no second pass over the pixels."""
         feat, image = feat.flatten(0, 1), image.flatten(0, 1)
@@ -227,13 +232,17 @@ class WorldModel(nn.Module):
         if keep < rows:
             index = torch.randperm(rows, device=feat.device)[:keep]
             feat, image = feat[index], image[index]
-        nll = -ConvDecoder.log_prob(image, self.decode(feat)).mean()
+        pred = self.decode(feat)
+        nll = -ConvDecoder.log_prob(image, pred).mean()
         dims = image[0].numel()
         mse = (2.0 * nll.item() - dims * math.log(2 * math.pi)) / dims
-        return nll, mse
+        return nll, mse, pred, image
 
-    def loss(self, batch: Mapping) -> tuple[Tensor, dict[str, float], dict]:
+    def loss(self, batch: Mapping, adversary=None) -> tuple[Tensor, dict[str, float], dict]:
         """World-model loss on a batch in the schema. Returns (total, named scalar terms, rollout).
+
+        With ``loss.adversarial`` > 0 the ``adversary`` (``multi_task_learning.Adversary``) scores the decoded
+        frames and the term −E[D(x̂)] joins the loss; ``out["decoded"]`` holds (frames, targets) for its step.
 
         In train mode with gradients on (a training step, like BatchNorm), the batch's frames first update
         the input standardiser's running statistics."""
@@ -243,7 +252,7 @@ class WorldModel(nn.Module):
             self.input_norm.update(inputs["image"])
         out = self.observe(inputs)
         feat = out["feat"]
-        recon_nll, recon_mse = self.recon_loss(feat, inputs["image"])
+        recon_nll, recon_mse, decoded, targets = self.recon_terms(feat, inputs["image"])
         dyn, rep, kl_value = balanced_kl(out["post"], out["prior"], out["stoch"].flatten(0, 1), cfg.free_nats,
                                          cfg.kl_estimator, cfg.kl_samples)  # fmt: skip
         prior_reg, prior_terms = self.prior.regularizer(out["prior"])  # the DPGMM's stick and α terms
@@ -252,19 +261,31 @@ class WorldModel(nn.Module):
         terms = {"recon": cfg.recon * recon_nll, "kl_dyn": cfg.kl_dyn * (dyn + prior_reg), "kl_rep": cfg.kl_rep * rep,
                  "reward": cfg.reward * reward, "cont": cfg.cont * cont}  # fmt: skip
         total = terms["recon"] + terms["kl_dyn"] + terms["kl_rep"] + terms["reward"] + terms["cont"]
+        if cfg.adversarial > 0:
+            if adversary is None:
+                raise ValueError("loss.adversarial > 0 needs the discriminator: pass adversary= (make_adversary)")
+            terms["adversarial"] = cfg.adversarial * adversary.generator_loss(decoded)
+            total = total + terms["adversarial"]
+        adversarial = {"adversarial": terms["adversarial"].item()} if "adversarial" in terms else {}
         metrics = {
-            "wm_loss": total.item(), "recon": recon_nll.item(),
+            **adversarial, "wm_loss": total.item(), "recon": recon_nll.item(),
             "recon_mse": recon_mse,
             "kl": kl_value.item(), "kl_dyn_loss": dyn.item(), "kl_rep_loss": rep.item(),
             "reward": reward.item(), "cont": cont.item(),
             "post_std": out["post_std"].mean().item(), **prior_terms, **self.prior.stats(out["prior"]),
         }  # fmt: skip
         out["reward"], out["cont"] = inputs["reward"], inputs["cont"]  # (B, T) targets, for the replay critic
-        out["terms"] = terms  # the weighted terms of ``total``, by name (LOSS_TERMS), for the loss aggregator
+        out["terms"] = terms  # the weighted terms of ``total``, by name (``loss_terms``), for the loss aggregator
+        out["decoded"] = (decoded.detach(), targets)  # for the discriminator's own step
         return total, metrics, out
 
     # -- the trunk and its output, for multi-task gradient balancing ----------------------------------
     LOSS_TERMS = ("recon", "kl_dyn", "kl_rep", "reward", "cont")
+
+    @property
+    def loss_terms(self) -> tuple[str, ...]:
+        """The names of this model's loss terms: LOSS_TERMS, and ``adversarial`` when ``loss.adversarial`` > 0."""
+        return self.LOSS_TERMS + (("adversarial",) if self.config.loss.adversarial > 0 else ())
 
     @staticmethod
     def representation(out: Mapping) -> list[Tensor]:

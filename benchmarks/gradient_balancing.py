@@ -1,0 +1,203 @@
+"""Gradient balancing (pillar 5): conflicts on synthetic gradients, cost per update, world-model quality.
+
+Three parts, each writing its section of docs/benchmarks/gradient_balancing.{json,md}:
+
+* ``--part synthetic``: 200 random (4 × 64) task-gradient matrices per setting, norms spread over e^±s, every
+  other draw with one task nearly opposed to another; how many draws give a direction with a negative cosine
+  to some task, and the worst cosine (seconds).
+* ``--part cost``: seconds per world-model update at ``--preset`` on real cartpole-swingup batches for each
+  combiner and Jacobian route, interleaved round-robin in one process (``--rounds``), median per config, and
+  its ratio to plain backpropagation (``sum``/``none``) measured in the same run.
+* ``--part quality``: each combiner trains the world model for ``--updates`` updates per seed
+  (``benchmarks/world_model_quality.py``'s protocol: random-policy dataset, held-out open-loop MSE at
+  h = 1/5/15/45); the conflict rate is the mean of ``train/mtl/conflict`` over training. Resumable.
+
+The tasks of the quality and cost parts: image (reconstruction), latent (both KL terms), reward+continue.
+
+    python benchmarks/gradient_balancing.py --part synthetic
+    python benchmarks/gradient_balancing.py --part cost --rounds 5
+    python benchmarks/gradient_balancing.py --part quality --updates 2000 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from machine import describe
+
+from envs.fileio import atomic_write_text
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "docs" / "benchmarks"
+TASKS = "image=recon,latent=kl_dyn+kl_rep,reward=reward+cont"
+# name → config overrides (mtl section)
+CONFIGS = {
+    "sum/none": {"mtl.combiner": "sum", "mtl.jacobian": "none"},
+    "sum/representation": {"mtl.combiner": "sum", "mtl.jacobian": "representation", "mtl.tasks": TASKS},
+    "rgb/representation": {"mtl.combiner": "rgb", "mtl.jacobian": "representation", "mtl.tasks": TASKS},
+    "rgb_projected/representation": {
+        "mtl.combiner": "rgb_projected",
+        "mtl.jacobian": "representation",
+        "mtl.tasks": TASKS,
+    },  # fmt: skip
+    "upgrad/representation": {"mtl.combiner": "upgrad", "mtl.jacobian": "representation", "mtl.tasks": TASKS},
+    "sum/parameters": {"mtl.combiner": "sum", "mtl.jacobian": "parameters", "mtl.tasks": TASKS},
+    "rgb_projected/parameters": {"mtl.combiner": "rgb_projected", "mtl.jacobian": "parameters", "mtl.tasks": TASKS},
+}
+QUALITY = ["sum/representation", "rgb/representation", "rgb_projected/representation", "upgrad/representation"]
+
+
+def synthetic(draws: int = 200, spreads=(1.0, 3.0)) -> dict:
+    from aime_agent.multi_task_learning import COMBINERS, combine
+
+    rows = {}
+    for method in COMBINERS:
+        for spread in spreads:
+            torch.manual_seed(2)
+            worst, conflicts = 1.0, 0
+            for draw in range(draws):
+                matrix = torch.randn(4, 64) * torch.exp(torch.empty(4, 1).uniform_(-spread, spread))
+                if draw % 2:
+                    matrix[0] = -0.5 * matrix[1] + 0.1 * torch.randn(64)
+                d = combine(matrix, method)
+                cosine = (F.normalize(matrix, dim=1) @ d / d.norm()).min().item()
+                worst, conflicts = min(worst, cosine), conflicts + (cosine < -1e-6)
+            rows[f"{method}/e^±{spread:g}"] = {"conflicts": conflicts, "draws": draws, "worst_cosine": worst}
+    return rows
+
+
+def cost(preset_name: str, rounds: int, updates: int, data_path: Path) -> dict:
+    from aime_agent.config import preset
+    from aime_agent.world_model import WorldModel, make_aggregator, make_optimizer, train_step
+    from envs.dataset import EpisodeDataset
+
+    data = EpisodeDataset(data_path)
+    action_dim = int(data.episode(0)["action"].shape[-1])
+    setups = {}
+    for name, overrides in CONFIGS.items():
+        torch.manual_seed(0)
+        config = preset(preset_name, **overrides)
+        model = WorldModel(config, action_dim)
+        setups[name] = (model, make_optimizer(model, config), make_aggregator(model), config)
+    times: dict[str, list[float]] = {name: [] for name in CONFIGS}
+    rng = np.random.default_rng(0)
+    for round_ in range(rounds + 1):  # round 0 warms up
+        for name, (model, optimizer, aggregator, config) in setups.items():
+            batches = [data.sample(config.train.batch_size, config.train.batch_length, rng) for _ in range(updates)]
+            start = time.perf_counter()
+            for batch in batches:
+                train_step(model, optimizer, batch, aggregator)
+            if round_:
+                times[name].append((time.perf_counter() - start) / updates)
+    base = statistics.median(times["sum/none"])
+    return {name: {"update_s": statistics.median(t), "ratio": statistics.median(t) / base} for name, t in times.items()}
+
+
+def conflict_rate(logdir: Path) -> float:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(logdir)).Reload()
+    values = [e.value for e in events.Scalars("train/mtl/conflict")] if "train/mtl/conflict" in events.Tags()[
+        "scalars"] else []  # fmt: skip
+    return float(np.mean(values)) if values else float("nan")
+
+
+def quality(args, results: dict) -> None:
+    from world_model_quality import ensure_dataset, train_and_evaluate
+
+    ensure_dataset(args.data, 100)
+    runs = results.setdefault("quality", {})
+    for name in args.configs or QUALITY:
+        for seed in args.seeds:
+            key = f"{name}/seed{seed}"
+            if runs.get(key, {}).get("updates") == args.updates:
+                continue
+            logdir = args.runs / f"{args.preset}-{name.replace('/', '-')}-s{seed}"
+            res = train_and_evaluate(args.data, args.preset, CONFIGS[name], seed, args.updates, logdir)
+            runs[key] = {**res, "conflict_rate": conflict_rate(logdir), "overrides": CONFIGS[name]}
+            save(results, args.out)
+            print(key, json.dumps(runs[key]), flush=True)
+
+
+def save(results: dict, out: Path) -> None:
+    atomic_write_text(out / "gradient_balancing.json", json.dumps(results, indent=1) + "\n")
+    atomic_write_text(out / "gradient_balancing.md", report(results))
+
+
+def report(results: dict) -> str:
+    lines = ["# Gradient balancing (generated by `benchmarks/gradient_balancing.py`)", "",
+             "What the combiners are: [../multi_task_learning.md](../multi_task_learning.md). Tasks of the cost "
+             f"and quality parts: `{TASKS}`.", ""]  # fmt: skip
+    if "synthetic" in results:
+        lines += ["## Conflicts on synthetic task gradients", "",
+                  "200 random (4 × 64) matrices per row; task norms spread over e^±s; every other draw has one task "
+                  "nearly opposed to another. *conflicts*: draws whose direction has a cosine below −1e-6 with "
+                  "some task.", "", "| combiner / spread | conflicts | worst cosine |", "|---|---:|---:|"]  # fmt: skip
+        for name, row in results["synthetic"]["rows"].items():
+            lines.append(f"| {name} | {row['conflicts']} / {row['draws']} | {row['worst_cosine']:.4f} |")
+        lines.append("")
+    if "cost" in results:
+        c = results["cost"]
+        lines += ["## Cost per world-model update", "",
+                  f"Preset `{c['preset']}`, {c['rounds']} interleaved rounds of {c['updates']} updates, median; "
+                  f"{c['machine']['cpu']}, {c['machine']['torch_threads']} torch threads, torch "
+                  f"{c['machine']['torch']}, {c['machine']['date']}. {c.get('note', '')}", "",
+                  "| combiner / Jacobian | s per update | × sum (one backward pass) |", "|---|---:|---:|"]  # fmt: skip
+        for name, row in c["rows"].items():
+            lines.append(f"| {name} | {row['update_s']:.3f} | {row['ratio']:.2f} |")
+        lines.append("")
+    if results.get("quality"):
+        lines += ["## World-model quality at equal updates", "",
+                  "Held-out open-loop MSE after 5 context frames (lower is better), reconstruction PSNR, and the "
+                  "share of updates whose direction conflicted with a task; mean over seeds.", "",
+                  "| combiner | seeds | updates | h=1 | h=5 | h=15 | h=45 | PSNR dB | conflict rate |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+        groups: dict[str, list[dict]] = {}
+        for key, run in results["quality"].items():
+            groups.setdefault(key.rsplit("/seed", 1)[0], []).append(run)
+        for name, runs in groups.items():
+            mse = [np.mean([r["open_loop_mse"][str(h)] for r in runs]) for h in (1, 5, 15, 45)]
+            psnr = np.mean([r["recon_psnr_db"] for r in runs])
+            rate = np.mean([r["conflict_rate"] for r in runs])
+            lines.append(f"| {name} | {len(runs)} | {runs[0]['updates']} | " + " | ".join(f"{m:.5f}" for m in mse)
+                         + f" | {psnr:.1f} | {rate:.2f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["synthetic", "cost", "quality"], required=True)
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--updates", type=int, default=10, help="cost: updates per round; quality: per seed")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), help="quality: which configs")
+    parser.add_argument("--note", default="", help="cost: a note printed beside the machine (e.g. the load)")
+    parser.add_argument("--data", type=Path, default=ROOT / "data" / "cartpole-swingup-random-100.h5")
+    parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "gradient_balancing")
+    args = parser.parse_args(argv)
+    path = args.out / "gradient_balancing.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    if args.part == "synthetic":
+        results["synthetic"] = {"rows": synthetic(), "machine": describe()}
+    elif args.part == "cost":
+        rows = cost(args.preset, args.rounds, args.updates, args.data)
+        results["cost"] = {"rows": rows, "preset": args.preset, "rounds": args.rounds, "updates": args.updates,
+                           "machine": describe(), "note": args.note}  # fmt: skip
+    else:
+        quality(args, results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    save(results, args.out)
+    print(report(results))
+
+
+if __name__ == "__main__":
+    main()
