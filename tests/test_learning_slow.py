@@ -1,35 +1,27 @@
-"""Slow: real training. Run with `make test-slow` (or `pytest -m slow`)."""
+"""Slow: real training. Run with `make test-slow` (or `pytest -m slow`); about 30 min alone on 2 cores.
+
+The gate is what `small` is measured to reach (docs/benchmarks/learning.md): on cartpole-swingup from pixels,
+10k env steps (`make train`, 5000 agent steps, 2000 updates) gave 184 ± 37 and 171 ± 61 (seed 0 of `make
+train` and of the learning benchmark, two evaluation seeds), against 54 ± 32 for the random policy. Two seeds
+here, each `aime train` as `make train` runs it, each evaluated beside the random policy on the same env.
+(Cartpole-balance is no gate this early: `small` was below its random policy's ~300 at 10k env steps.)
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.evaluation import evaluate_policy
 
-from aime_agent import AIME
-
-ENV = "envs:dmc/cartpole-balance-v0"
-
-
-def vec(seed):
-    return make_vec_env(ENV, n_envs=1, seed=seed, env_kwargs={"render_quality": "fast"})
+from aime_agent.train import TrainSettings, run
 
 
 @pytest.mark.slow
-def test_tiny_preset_learns_cartpole_balance_in_20k_env_steps():
-    eval_env = vec(100)
-    rng = np.random.default_rng(0)
-    random_returns = []
-    for _ in range(5):  # the random policy on the same eval env
-        eval_env.reset()
-        total, done = 0.0, False
-        while not done:
-            _, reward, dones, _ = eval_env.step(rng.uniform(-1, 1, (1, 1)).astype(np.float32))
-            total, done = total + float(reward[0]), bool(dones[0])
-        random_returns.append(total)
-    model = AIME("CnnPolicy", vec(0), preset="tiny", seed=0)
-    model.learn(10_000)  # agent steps = 20k env steps at action repeat 2
-    mean, _ = evaluate_policy(model, eval_env, n_eval_episodes=5, deterministic=True)
-    print(f"random {np.mean(random_returns):.1f}, AIME tiny after 20k env steps {mean:.1f}")
-    assert mean >= 2 * np.mean(random_returns)
+def test_small_preset_learns_cartpole_swingup_from_pixels_in_10k_env_steps(tmp_path):
+    summaries = [run(TrainSettings(env="cartpole-swingup", env_steps=10_000, preset="small", seed=seed,
+                                   logdir=str(tmp_path / f"s{seed}"), progress=False)) for seed in (0, 1)]  # fmt: skip
+    agent = [s["eval_return_mean"] for s in summaries]
+    random = [s["random_return_mean"] for s in summaries]
+    print(f"small on cartpole-swingup after 10k env steps: {agent} against random {random}")
+    assert all(s["env_steps"] == 10_000 and s["updates"] == 2000 for s in summaries)
+    assert np.mean(agent) >= 2 * np.mean(random)
+    assert all(a > r for a, r in zip(agent, random, strict=True))
