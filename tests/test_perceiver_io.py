@@ -1,0 +1,146 @@
+"""Pillar 1: the causal Perceiver IO — causality, permutation invariance, masking, VQ, generation past T."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from aime_agent.perceiver_io import CausalPerceiverIO, VideoTokenizer
+
+
+def small(**kwargs):
+    torch.manual_seed(0)
+    args = {"video_shape": (4, 3, 64, 64), "num_latents": 8, "num_latent_channels": 32, "hidden_dim": 16,
+            "context_dim": 12, "codebook_size": 32, "depth": 2, "heads": 2} | kwargs  # fmt: skip
+    return CausalPerceiverIO(**args)
+
+
+def video(b=2, t=4, seed=0):
+    return torch.rand(b, t, 3, 64, 64, generator=torch.Generator().manual_seed(seed)) - 0.5
+
+
+def moving_square(b=4, t=4, seed=0):
+    """A 16×16 bright square moving 8 px right per frame from a random start, on black."""
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.full((b, t, 3, 64, 64), -0.5)
+    for i in range(b):
+        x0, y0 = (int(v) for v in torch.randint(0, 16, (2,), generator=g))
+        for k in range(t):
+            x = (x0 + 8 * k) % 48
+            frames[i, k, :, y0 : y0 + 16, x : x + 16] = 0.5
+    return frames
+
+
+def test_context_rows_read_only_frames_up_to_their_own():
+    model = small()
+    clip = video()
+    model(clip)  # one training-mode pass: the codebook's k-means initialisation, so frames map to distinct codes
+    model.eval()
+    with torch.no_grad():
+        out = model(clip)
+        for t in range(3):
+            changed = clip.clone()
+            changed[:, t + 1 :] = torch.rand_like(changed[:, t + 1 :]) - 0.5  # the future is replaced
+            other = model(changed)
+            assert torch.allclose(other["context"][:, : t + 1], out["context"][:, : t + 1], atol=1e-5)
+            assert torch.allclose(other["logits"][:, : t + 1], out["logits"][:, : t + 1], atol=1e-5)
+            now = clip.clone()
+            now[:, t] = torch.rand_like(now[:, t]) - 0.5  # frame t itself: row t must change
+            assert not torch.allclose(model(now)["context"][:, t], out["context"][:, t], atol=1e-4)
+    assert out["context"].shape == (2, 4, 12) and out["logits"].shape == (2, 4, 64, 1, 32)
+
+
+def test_permuting_a_frames_tokens_with_their_positions_leaves_the_latents_unchanged():
+    model = small().eval()
+    tokens = torch.randn(1, 1, 64, 16)
+    x = torch.cat([tokens, model.patch_pos.expand(1, 1, -1, -1)], -1).flatten(0, 1)  # what the latents read
+    z = model.latents.expand(1, -1, -1)
+    perm = torch.randperm(64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert torch.allclose(model.encode(z, x), model.encode(z, x[:, perm]), atol=1e-5)
+        assert not torch.allclose(model.encode(z, x), model.encode(z, torch.cat([x[:, perm, :16], x[:, :, 16:]], -1)),
+                                  atol=1e-4)  # tokens moved without their positions: a different frame  # fmt: skip
+
+
+def test_a_fully_masked_frame_stays_finite_and_does_not_touch_the_others():
+    model = small().eval()
+    tokens = torch.randn(1, 3, 64, 16)
+    mask = torch.ones(1, 3, 64, dtype=torch.bool)
+    mask[:, 2] = False  # frame 2 has no visible token
+    with torch.no_grad():
+        latents = model.latents_from_tokens(tokens, mask)
+        assert torch.isfinite(latents).all()
+        assert torch.allclose(latents[:, :2], model.latents_from_tokens(tokens[:, :2]), atol=1e-5)
+
+
+def test_straight_through_gradient_reaches_the_patch_encoder():
+    tokenizer = VideoTokenizer(16, 32)
+    out = tokenizer(video(1, 2))
+    (out["tokens"].pow(2).sum() + out["commit"]).backward()
+    assert tokenizer.embed.weight.grad.abs().sum() > 0
+    # straight-through (training mode): ∂L/∂z_e equals ∂L/∂z_q for a loss on z_q alone
+    z_e = torch.randn(1, 64, 16, requires_grad=True)
+    z_q, _, _ = tokenizer.vq(z_e)
+    weight = torch.randn_like(z_q)
+    (grad_e,) = torch.autograd.grad((z_q * weight).sum(), z_e)
+    assert torch.allclose(grad_e, weight)
+
+
+def test_codebook_learns_on_toy_data_restarts_dead_codes_and_is_frozen_outside_training():
+    torch.manual_seed(0)
+    tokenizer = VideoTokenizer(16, 32, dead_code_threshold=2.0)
+    optimizer = torch.optim.Adam(tokenizer.parameters(), lr=1e-3)
+    frames = moving_square(4, 4)
+    out = tokenizer(frames)  # k-means initialisation on the first training batch
+    codebook = tokenizer.vq._codebook.embed
+    codebook.data[0, -4:] = 1e3  # four codes no vector is near: dead
+    for _ in range(5):
+        out = tokenizer(frames)
+        loss = out["recon_mse"] + out["commit"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert out["perplexity"] > 1.0
+    assert (codebook[0, -4:].abs() < 1e2).all()  # restarted from batch vectors
+    tokenizer.eval()
+    before = {k: v.clone() for k, v in tokenizer.state_dict().items()}
+    tokenizer(frames + 0.1)
+    assert all(torch.equal(v, tokenizer.state_dict()[k]) for k, v in before.items())
+    fresh = VideoTokenizer(16, 32).eval()  # never trained: evaluation must not run the k-means init either
+    state = {k: v.clone() for k, v in fresh.state_dict().items()}
+    fresh(frames)
+    assert all(torch.equal(v, fresh.state_dict()[k]) for k, v in state.items())
+
+
+def test_generation_runs_to_three_times_the_trained_length_and_stays_diverse():
+    model = small(codebook_heads=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(15):  # the trained clip: 4 frames of a moving square
+        out = model(moving_square(4, 4, seed=step))
+        ce, _ = model.token_loss(out)
+        loss = ce + out["recon_mse"] + out["commit"]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    gen = model.generate_autoregressive(moving_square(2, 4, seed=99), steps=8)  # frames 4..11: 3× T
+    assert gen["codes"].shape == (2, 8, 64, 2) and gen["frames"].shape == (2, 8, 3, 64, 64)
+    assert torch.isfinite(gen["frames"]).all()
+    assert gen["codes"].unique().numel() > 1
+    sampled = model.generate_autoregressive(moving_square(1, 4), steps=2, temperature=1.0)
+    assert sampled["codes"].max() < 32
+
+
+def test_the_seeds_constructor_call_runs_a_forward_pass():
+    model = CausalPerceiverIO(video_shape=(16, 3, 64, 64), num_latents=256, num_latent_channels=512, hidden_dim=512,
+                              context_dim=256)  # fmt: skip
+    with torch.no_grad():
+        context = model.eval().context(video(1, 2))
+    assert context.shape == (1, 2, 256) and torch.isfinite(context).all()
+
+
+def test_bad_shapes_are_named():
+    with pytest.raises(ValueError, match=r"frames must be \(B, T, 3, 64, 64\)"):
+        small()(torch.zeros(1, 2, 3, 32, 32))
+    with pytest.raises(ValueError, match="video_shape must be"):
+        CausalPerceiverIO(video_shape=(4, 1, 64, 64))
