@@ -38,6 +38,17 @@ class ModelConfig:
     # standardise the encoder's input frames by running pixel statistics (encoder_decoder/normalizer.py): without
     # it `tiny` stayed collapsed for 1000+ updates on cartpole, with it z carried the state within ~400
     input_norm: bool = True
+    # pillar 1: a causal Perceiver IO over the frames gives the posterior a context c_t (never the recurrence or
+    # the prior: imagination has no frames); its next-frame token and VQ losses join the loss as task "perceiver"
+    perceiver: bool = False
+    perceiver_window: int = 16  # frames the context reads (training windows; the acting belief keeps as many)
+    perceiver_latents: int = 16
+    perceiver_channels: int = 64
+    perceiver_token_dim: int = 32
+    perceiver_context: int = 32
+    perceiver_codebook: int = 256
+    perceiver_depth: int = 1
+    perceiver_elbo_grad: bool = False  # let the ELBO's gradient reach the Perceiver through c_t (mtl.jacobian none)
     reward_bins: int = 255  # symlog two-hot bins of the reward head (DreamerV3)
     reward_head_layers: int = 1
     cont_head_layers: int = 1
@@ -50,6 +61,7 @@ class LossConfig:
     recon: float = 1.0
     reward: float = 1.0
     cont: float = 1.0
+    perceiver_loss: float = 1.0  # weight of the Perceiver's next-frame token cross-entropy and its VQ losses
     kl_dyn: float = 0.5  # weight of KL(sg(q) ‖ p): trains the prior
     kl_rep: float = 0.1  # weight of KL(q ‖ sg(p)): trains the posterior
     free_nats: float = 1.0  # free bits, clipping each step's KL (DreamerV3); Monte Carlo: its mean over S samples
@@ -243,7 +255,14 @@ def _locate(data: dict[str, Any], key: str) -> tuple[str, str]:
 
 # Fields added after checkpoints existed, with the value that reproduces the old behaviour: a saved config
 # that lacks only these gets them (``_with_legacy``), so an old checkpoint loads and resumes as it was.
-LEGACY: dict[str, dict[str, Any]] = {"model": {"input_norm": False}}
+# (Fields added later with an off default are listed too, so a section lacking several still counts as legacy.)
+_PERCEIVER_OFF = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name.startswith("perceiver")}
+LEGACY: dict[str, dict[str, Any]] = {
+    "model": {"input_norm": False, **_PERCEIVER_OFF},
+    "loss": {
+        f.name: f.default for f in dataclasses.fields(LossConfig) if f.name.startswith(("adversarial", "perceiver"))
+    },  # fmt: skip
+}
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {

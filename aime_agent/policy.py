@@ -24,7 +24,7 @@ from aime_agent.behavior import Behavior
 from aime_agent.config import AIMEConfig
 from aime_agent.world_model import LatentState, WorldModel, make_adversary, make_aggregator, make_optimizer, to_image
 
-BeliefState = tuple[np.ndarray, np.ndarray, np.ndarray]
+BeliefState = tuple[np.ndarray, ...]  # (rnn, stoch, prev_action[, perceiver tokens, valid])
 
 
 class AIMEPolicy(BasePolicy):
@@ -57,9 +57,29 @@ class AIMEPolicy(BasePolicy):
         return data
 
     def initial_state(self, n: int) -> BeliefState:
+        """(rnn, stoch, prev_action); with the Perceiver on also its frame history: tokens (n, W, P, D) and
+        which of the W slots hold frames of the current episode (n, W)."""
         start = self.world_model.initial(n)
         zeros = np.zeros((n, self.action_dim), np.float32)
-        return start.rnn.detach().cpu().numpy().copy(), start.stoch.cpu().numpy(), zeros
+        state = (start.rnn.detach().cpu().numpy().copy(), start.stoch.cpu().numpy(), zeros)
+        if self.world_model.perceiver is not None:
+            m = self.config.model
+            patches = self.world_model.perceiver.tokenizer.num_patches
+            state += (np.zeros((n, m.perceiver_window, patches, m.perceiver_token_dim), np.float32),
+                      np.zeros((n, m.perceiver_window), bool))  # fmt: skip
+        return state
+
+    def _perceiver_context(self, image: Tensor, tokens: Tensor, valid: Tensor, starts: Tensor):
+        """Append this frame's tokens to the history (cleared where an episode starts) and read c_t from it.
+        image (n, 3, S, S); tokens (n, W, P, D); valid (n, W) → (context (n, C), tokens, valid)."""
+        perceiver = self.world_model.perceiver
+        valid = valid & ~starts.unsqueeze(-1)
+        new = perceiver.tokenizer(image.unsqueeze(1))["tokens"]  # (n, 1, P, D)
+        tokens = torch.cat([tokens[:, 1:], new], 1)
+        valid = torch.cat([valid[:, 1:], torch.ones_like(valid[:, :1])], 1)
+        earlier = torch.cat([torch.zeros_like(valid[:, :1]), valid[:, :-1]], 1)
+        latents = perceiver.latents_from_tokens(tokens, is_first=valid & ~earlier)
+        return perceiver.to_context(latents[:, -1].mean(1)), tokens, valid
 
     @torch.no_grad()
     def step_belief(self, obs: Tensor, state: BeliefState | None, episode_start: np.ndarray | None,
@@ -73,9 +93,11 @@ class AIMEPolicy(BasePolicy):
         if state is None:
             state = self.initial_state(n)
             episode_start = np.ones(n, dtype=bool)
-        if len(state) != 3:
-            raise ValueError("state must be (rnn, stoch, prev_action) as returned by predict(), or None")
-        rnn, stoch, prev = (torch.as_tensor(np.asarray(s), dtype=torch.float32, device=self.device) for s in state)
+        perceiver = wm.perceiver is not None
+        if len(state) != (5 if perceiver else 3):
+            names = "(rnn, stoch, prev_action" + (", tokens, valid)" if perceiver else ")")
+            raise ValueError(f"state must be {names} as returned by predict(), or None")
+        rnn, stoch, prev = (torch.as_tensor(np.asarray(s), dtype=torch.float32, device=self.device) for s in state[:3])
         expected = ((n, wm.cell.state_size), (n, self.config.model.stoch), (n, self.action_dim))
         for name, t, shape in zip(("rnn", "stoch", "prev_action"), (rnn, stoch, prev), expected, strict=True):
             if tuple(t.shape) != shape:
@@ -85,15 +107,22 @@ class AIMEPolicy(BasePolicy):
             starts = torch.as_tensor(np.asarray(episode_start, dtype=bool).reshape(n), device=self.device)
         prev = torch.where(starts.unsqueeze(-1), 0.0, prev)
         rnn, _ = wm.img_step(LatentState(rnn, stoch), prev, is_first=starts)
-        embed = wm.embed(to_image(obs.to(self.device)).unsqueeze(1))[:, 0]
-        post = wm.posterior(torch.cat([wm.cell.deter(rnn), embed], -1))
+        image = to_image(obs.to(self.device))
+        embed = wm.embed(image.unsqueeze(1))[:, 0]
+        context, history = None, ()
+        if perceiver:
+            tokens = torch.as_tensor(np.asarray(state[3]), dtype=torch.float32, device=self.device)
+            valid = torch.as_tensor(np.asarray(state[4]), dtype=torch.bool, device=self.device)
+            context, tokens, valid = self._perceiver_context(image, tokens, valid, starts)
+            history = (tokens.cpu().numpy(), valid.cpu().numpy())
+        post = wm.posterior(wm.posterior_input(rnn, embed, context))
         z = post.mean if deterministic else post.sample()
         if action is None:
             action = self.behavior.actor.act(wm.feat(LatentState(rnn, z)), deterministic)
         action = action.to(self.device, torch.float32)
         if noise is not None:
             action = (action + torch.as_tensor(noise, dtype=torch.float32, device=self.device)).clamp(-1.0, 1.0)
-        new_state = tuple(t.cpu().numpy() for t in (rnn, z, action))
+        new_state = tuple(t.cpu().numpy() for t in (rnn, z, action)) + history
         return action, new_state  # type: ignore[return-value]
 
     def predict(self, observation, state: BeliefState | None = None, episode_start: np.ndarray | None = None,

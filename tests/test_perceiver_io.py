@@ -144,3 +144,93 @@ def test_bad_shapes_are_named():
         small()(torch.zeros(1, 2, 3, 32, 32))
     with pytest.raises(ValueError, match="video_shape must be"):
         CausalPerceiverIO(video_shape=(4, 1, 64, 64))
+
+
+def test_no_frame_reads_across_an_episode_start():
+    model = small().eval()
+    tokens = torch.randn(1, 4, 64, 16)
+    is_first = torch.tensor([[True, False, True, False]])
+    changed = tokens.clone()
+    changed[:, :2] = torch.randn(1, 2, 64, 16)  # the previous episode
+    with torch.no_grad():
+        a = model.latents_from_tokens(tokens, is_first=is_first)
+        b = model.latents_from_tokens(changed, is_first=is_first)
+    assert torch.allclose(a[:, 2:], b[:, 2:], atol=1e-5) and not torch.allclose(a[:, :2], b[:, :2])
+
+
+# -- in the world model and the agent ---------------------------------------------------------------
+PERCEIVER = {"model.perceiver": True, "perceiver_window": 8, "perceiver_latents": 4, "perceiver_channels": 16,
+             "perceiver_token_dim": 8, "perceiver_context": 8, "perceiver_codebook": 16}  # fmt: skip
+
+
+def test_the_context_enters_the_posterior_only_and_its_losses_form_the_perceiver_task(cartpole_batch):
+    from aime_agent.config import preset
+    from aime_agent.world_model import WorldModel, make_aggregator, make_optimizer, train_step
+
+    config = preset("tiny", **PERCEIVER)
+    torch.manual_seed(0)
+    model = WorldModel(config, action_dim=1)
+    assert list(make_aggregator(model).tasks) == ["elbo", "perceiver"]
+    inputs = model.preprocess(cartpole_batch)
+    ctx = model.perceive(inputs["image"], torch.ones_like(inputs["is_first"]))["context"]
+    torch.manual_seed(1)
+    base = model.observe(inputs, context=ctx)
+    torch.manual_seed(1)
+    moved = model.observe(inputs, context=ctx + 1.0)
+    assert not torch.allclose(base["post_mean"], moved["post_mean"])  # c_t reaches the posterior ...
+    b, t = inputs["image"].shape[:2]
+    first_prior = [out["prior"].mean.view(b, t, -1)[:, 0] for out in (base, moved)]
+    assert torch.allclose(*first_prior)  # ... not the prior (row 0's reads no posterior yet)
+    optimizer = make_optimizer(model, config)
+    metrics, _ = train_step(model, optimizer, cartpole_batch, make_aggregator(model))
+    assert {"perceiver/token_ce", "perceiver/token_accuracy", "perceiver/perplexity"} <= set(metrics)
+    assert model.perceiver.tokenizer.embed.weight.grad.abs().sum() > 0  # trained by its own task
+    # the ELBO does not reach it through c_t (detached), so the representation cut stays exact
+    _, _, out = model.loss(cartpole_batch)
+    grads = torch.autograd.grad(out["terms"]["recon"], list(model.perceiver.parameters()), allow_unused=True)
+    assert all(g is None for g in grads)
+
+
+def test_the_agent_acts_with_the_perceiver_history_as_its_training_context_does(tmp_path):
+    """The context the belief update reads from its W-frame history equals the one training computes over the
+    same frames (row t of ``perceive``), and the agent learns, saves, loads and evaluates with it."""
+    import numpy as np
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    import envs
+    from aime_agent import AIME
+    from aime_agent.world_model import to_image
+
+    env = envs.make("cartpole-balance", render_quality="fast", max_env_steps=40, seed=0)
+    model = AIME("CnnPolicy", env, preset="tiny", seed=0, learning_starts=24, train_freq=4, **PERCEIVER)
+    model.learn(40)
+    policy, wm = model.policy, model.policy.world_model
+    policy.set_training_mode(False)
+    obs, _ = env.reset(seed=3)
+    frames, state, starts, acting = [], None, np.array([True]), []
+    for _ in range(10):  # past the window of 8: the history slides
+        frames.append(obs)
+        action, state = policy.predict(obs, state, starts, deterministic=True)
+        starts = np.array([False])
+        tokens, valid = torch.as_tensor(state[3]), torch.as_tensor(state[4])
+        earlier = torch.cat([torch.zeros_like(valid[:, :1]), valid[:, :-1]], 1)
+        with torch.no_grad():
+            latents = wm.perceiver.latents_from_tokens(tokens, is_first=valid & ~earlier)
+            acting.append(wm.perceiver.to_context(latents[:, -1].mean(1))[0])
+        obs, *_ = env.step(action)
+    assert len(state) == 5 and state[4].sum() == 8
+    image = to_image(torch.as_tensor(np.stack(frames)).permute(0, 3, 1, 2)).unsqueeze(0)  # (1, 10, 3, 64, 64)
+    with torch.no_grad():
+        for k in range(10):
+            window = image[:, max(0, k - 7) : k + 1]  # the last ≤ 8 frames
+            first = torch.zeros(window.shape[:2], dtype=torch.bool)
+            first[:, 0] = True
+            assert torch.allclose(wm.perceive(window, first)["context"][0, -1], acting[k], atol=1e-5), k
+    model.save(tmp_path / "aime.zip")
+    loaded = AIME.load(tmp_path / "aime.zip")
+    assert loaded.policy.world_model.perceiver is not None
+    for a, b in zip(model.policy.state_dict().values(), loaded.policy.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    mean, _ = evaluate_policy(loaded, envs.make("cartpole-balance", render_quality="fast", max_env_steps=20, seed=1),
+                              n_eval_episodes=1)  # fmt: skip
+    assert np.isfinite(mean)

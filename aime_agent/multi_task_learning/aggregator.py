@@ -33,8 +33,9 @@ JACOBIANS = ("none", "representation", "parameters")
 
 def parse_tasks(spec: str, terms: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """``"image=recon,latent=kl_dyn+kl_rep"`` → {"image": ("recon",), "latent": ("kl_dyn", "kl_rep")}, checked
-    against the model's ``terms``: a term belongs to at most one task, and a term no task names forms a task
-    of its own name (so switching on the adversarial term adds an ``adversarial`` task)."""
+    against the model's ``terms``: a term belongs to at most one task, and the terms no task names form tasks
+    named by their first word (switching on the Perceiver adds a ``perceiver`` task of ``perceiver_tokens`` and
+    ``perceiver_vq``; the adversarial term an ``adversarial`` task)."""
     tasks: dict[str, tuple[str, ...]] = {}
     for part in filter(None, (p.strip() for p in spec.split(","))):
         name, sep, members = part.partition("=")
@@ -51,10 +52,11 @@ def parse_tasks(spec: str, terms: Sequence[str]) -> dict[str, tuple[str, ...]]:
         problems = [f"{what}: {names}" for what, names in (("unknown", unknown), ("twice", twice)) if names]
         raise ValueError(f"mtl.tasks {spec!r} must put each loss term in at most one task; terms: "
                          f"{', '.join(terms)}" + "".join(f"; {p}" for p in problems))  # fmt: skip
-    for term in missing:
-        if term in tasks:
-            raise ValueError(f"mtl.tasks {spec!r} leaves term {term!r} out while a task bears its name")
-        tasks[term] = (term,)
+    for term in missing:  # grouped by the name before the first "_": perceiver_tokens, perceiver_vq → perceiver
+        name = term.split("_")[0]
+        if name in tasks and not set(tasks[name]) <= set(missing):
+            raise ValueError(f"mtl.tasks {spec!r} leaves term {term!r} out while a task bears its name {name!r}")
+        tasks[name] = (*tasks.get(name, ()), term)
     return tasks
 
 

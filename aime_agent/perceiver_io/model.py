@@ -55,15 +55,29 @@ class CausalPerceiverIO(nn.Module):
                                        nn.Linear(num_latent_channels, codebook_heads * codebook_size))  # fmt: skip
 
     # -- latents -----------------------------------------------------------------------------------
-    def latents_from_tokens(self, tokens: Tensor, token_mask: Tensor | None = None) -> Tensor:
-        """tokens (B, T, P, hidden) [token_mask (B, T, P) bool, True = present] → latents (B, T, N, D)."""
+    @staticmethod
+    def temporal_mask(is_first: Tensor | None, b: int, t: int, device) -> Tensor:
+        """(B or 1, T, T) bool: row t may read frame t' iff t' ≤ t and no episode starts in (t', t]
+        (``is_first`` (B, T) marks episode starts; None: one episode)."""
+        causal = torch.ones(t, t, dtype=torch.bool, device=device).tril().unsqueeze(0)
+        if is_first is None:
+            return causal
+        episode = is_first.long().cumsum(1)  # (B, T): which episode of the window each frame belongs to
+        return causal & (episode.unsqueeze(2) == episode.unsqueeze(1))
+
+    def latents_from_tokens(self, tokens: Tensor, token_mask: Tensor | None = None,
+                            is_first: Tensor | None = None) -> Tensor:  # fmt: skip
+        """tokens (B, T, P, hidden) [token_mask (B, T, P) bool, True = present; is_first (B, T) bool, episode
+        starts: no frame reads across one] → latents (B, T, N, D)."""
         b, t, p, _ = tokens.shape
         x = torch.cat([tokens, self.patch_pos.expand(b, t, -1, -1)], -1).flatten(0, 1)  # (B·T, P, hidden + F)
         z = self.latents.expand(b * t, -1, -1)
         mask = None if token_mask is None else token_mask.flatten(0, 1).unsqueeze(1).expand(-1, z.shape[1], -1)
         z = self.encode(z, x, mask)  # (B·T, N, D)
         n = z.shape[1]
-        causal = torch.ones(t, t, dtype=torch.bool, device=z.device).tril().unsqueeze(0)  # (1, T, T)
+        causal = self.temporal_mask(is_first, b, t, z.device)  # (B or 1, T, T)
+        if causal.shape[0] > 1:
+            causal = causal.repeat_interleave(n, 0)  # (B·N, T, T), rows ordered (b, n) as below
         times = torch.arange(t, device=z.device)
         for spatial, temporal in zip(self.spatial, self.temporal, strict=True):
             z = spatial(z)
@@ -72,11 +86,11 @@ class CausalPerceiverIO(nn.Module):
             z = rearrange(z, "(b n) t d -> (b t) n d", n=n)
         return z.view(b, t, n, -1)
 
-    def forward(self, video: Tensor) -> dict[str, Tensor]:
-        """video (B, T, 3, S, S) in [−0.5, 0.5] → tokenizer outputs, latents (B, T, N, D), context (B, T, C),
-        next-frame logits (B, T, P, heads, K) (row t predicts the codes of frame t + 1)."""
+    def forward(self, video: Tensor, is_first: Tensor | None = None) -> dict[str, Tensor]:
+        """video (B, T, 3, S, S) in [−0.5, 0.5] [is_first (B, T)] → tokenizer outputs, latents (B, T, N, D),
+        context (B, T, C), next-frame logits (B, T, P, heads, K) (row t predicts the codes of frame t + 1)."""
         tok = self.tokenizer(video)
-        latents = self.latents_from_tokens(tok["tokens"])
+        latents = self.latents_from_tokens(tok["tokens"], is_first=is_first)
         return {**tok, "latents": latents, "context": self.to_context(latents.mean(2)),
                 "logits": self.next_logits(latents)}  # fmt: skip
 
@@ -94,9 +108,17 @@ class CausalPerceiverIO(nn.Module):
         logits = self.to_logits(y)
         return logits.view(b, t, -1, self.codebook_heads, self.codebook_size)
 
-    def token_loss(self, out: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        """(cross-entropy of rows 0..T−2 against the codes of frames 1..T−1, their accuracy)."""
-        logits, target = out["logits"][:, :-1], out["codes"][:, 1:]
+    def token_loss(self, out: dict[str, Tensor], is_first: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """(cross-entropy of rows 0..T−2 against the codes of frames 1..T−1, their accuracy); a row whose next
+        frame starts an episode (``is_first``) predicts nothing and is left out."""
+        logits, target = out["logits"][:, :-1], out["codes"][:, 1:]  # (B, T−1, P, heads, K), (B, T−1, P, heads)
+        keep = torch.ones(target.shape[:2], dtype=torch.bool, device=target.device)
+        if is_first is not None:
+            keep = ~is_first[:, 1:]
+        if not keep.any():
+            zero = logits.sum() * 0.0
+            return zero, zero.detach()
+        logits, target = logits[keep], target[keep]
         loss = F.cross_entropy(logits.flatten(0, -2), target.flatten())
         accuracy = (logits.argmax(-1) == target).float().mean()
         return loss, accuracy

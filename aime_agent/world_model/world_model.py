@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from aime_agent.config import AIMEConfig
 from aime_agent.encoder_decoder import ContinueHead, ConvDecoder, ConvEncoder, PixelStandardizer, RewardHead
 from aime_agent.generative_prior import DiagGaussian, GaussianHead, make_prior
+from aime_agent.perceiver_io import CausalPerceiverIO
 from aime_agent.temporal_dynamics import make_cell
 from aime_agent.world_model.batch import preprocess
 from aime_agent.world_model.losses import balanced_kl
@@ -72,6 +73,9 @@ class WorldModel(nn.Module):
     def __init__(self, config: AIMEConfig, action_dim: int):
         super().__init__()
         m = config.model
+        if m.perceiver and m.perceiver_elbo_grad and config.mtl.jacobian != "none":
+            raise ValueError("model.perceiver_elbo_grad lets the ELBO train the Perceiver, so the trunk's output no "
+                             "longer cuts the graph: use mtl.jacobian='none' with it")  # fmt: skip
         if not 0.0 < config.train.decode_fraction <= 1.0:
             raise ValueError(f"train.decode_fraction must lie in (0, 1], got {config.train.decode_fraction}")
         self.config, self.action_dim = config, action_dim
@@ -80,7 +84,15 @@ class WorldModel(nn.Module):
         self.cell_input = nn.Sequential(nn.Linear(m.stoch + action_dim, m.hidden), nn.LayerNorm(m.hidden), nn.SiLU())
         self.cell = make_cell(m.cell, m.hidden, m.deter)
         self.prior = make_prior(m)
-        self.posterior = GaussianHead(m.deter + self.encoder.embed_dim, m.stoch, m.hidden, m.min_std)
+        self.perceiver = None
+        context_dim = 0
+        if m.perceiver:  # pillar 1: a context c_t for the posterior only (perceiver_io/)
+            self.perceiver = CausalPerceiverIO((m.perceiver_window, 3, m.image_size, m.image_size),
+                                               m.perceiver_latents, m.perceiver_channels, m.perceiver_token_dim,
+                                               m.perceiver_context, m.perceiver_codebook,
+                                               depth=m.perceiver_depth)  # fmt: skip
+            context_dim = m.perceiver_context
+        self.posterior = GaussianHead(m.deter + self.encoder.embed_dim + context_dim, m.stoch, m.hidden, m.min_std)
         self.feat_dim = m.deter + m.stoch
         self.decoder = ConvDecoder(self.feat_dim, m.cnn_depth, m.res_blocks, m.image_size)
         self.reward_head = RewardHead(self.feat_dim, m.hidden, m.reward_head_layers, m.reward_bins)
@@ -129,6 +141,22 @@ class WorldModel(nn.Module):
             x = self.decoder(feat.flatten(0, -2))
         return x.float().view(*lead, *x.shape[1:])
 
+    def posterior_input(self, rnn: Tensor, embed: Tensor, context: Tensor | None = None) -> Tensor:
+        """[h_t, e_t] (N, H + E), and c_t (N, C) after them when the Perceiver is on. c_t is detached unless
+        ``model.perceiver_elbo_grad``: the Perceiver then learns from its own task only, and the representation
+        cut of gradient balancing (``representation``) stays exact."""
+        if self.perceiver is None:
+            return torch.cat([self.cell.deter(rnn), embed], -1)
+        if context is None:
+            raise ValueError("model.perceiver is on: the posterior needs the Perceiver's context c_t")
+        if not self.config.model.perceiver_elbo_grad:
+            context = context.detach()
+        return torch.cat([self.cell.deter(rnn), embed, context], -1)
+
+    def perceive(self, image: Tensor, is_first: Tensor | None = None) -> dict[str, Tensor]:
+        """The Perceiver over preprocessed frames (B, T, 3, S, S), no frame reading across an episode start."""
+        return self.perceiver(image, is_first)
+
     # -- one step --------------------------------------------------------------------------------
     def img_step(self, state: LatentState, action: Tensor, is_first: Tensor | None = None):
         """h_t = f(h_{t−1}, z_{t−1}, a_t) and the prior p(z_t | h_t). Returns (rnn (N, R), prior)."""
@@ -140,9 +168,12 @@ class WorldModel(nn.Module):
         return rnn, self.prior(self.cell.deter(rnn))
 
     # -- rollouts --------------------------------------------------------------------------------
-    def observe(self, inputs: Mapping[str, Tensor], state: LatentState | None = None) -> dict:
+    def observe(self, inputs: Mapping[str, Tensor], state: LatentState | None = None,
+                context: Tensor | None = None) -> dict:  # fmt: skip
         """Posterior rollout over preprocessed ``inputs`` (``preprocess``) from ``state``, or from the learned
-        initial state with row 0 treated as an episode start when ``state`` is None. Returns (B, T, ...) tensors:
+        initial state with row 0 treated as an episode start when ``state`` is None. With the Perceiver on, the
+        posterior also reads ``context`` (B, T, C), by default the Perceiver's over these frames (``perceive``).
+        Returns (B, T, ...) tensors:
 
         rnn (B,T,R), deter (B,T,H), stoch z~q (B,T,Z), feat (B,T,F), embed (B,T,E),
         post_mean / post_std (B,T,Z), and ``post`` / ``prior`` distributions over N = B·T rows.
@@ -157,10 +188,12 @@ class WorldModel(nn.Module):
             is_first[:, 0] = True
             action = torch.where(is_first.unsqueeze(-1), 0.0, action)
             state = self.initial(b)
+        if self.perceiver is not None and context is None:
+            context = self.perceive(image, is_first)["context"]
         rnns, stochs, means, stds = [], [], [], []
         for i in range(t):
             rnn, _ = self.img_step(state, action[:, i], is_first[:, i])
-            post = self.posterior(torch.cat([self.cell.deter(rnn), embed[:, i]], -1))
+            post = self.posterior(self.posterior_input(rnn, embed[:, i], None if context is None else context[:, i]))
             state = LatentState(rnn, post.rsample())
             rnns.append(rnn)
             stochs.append(state.stoch)
@@ -250,7 +283,12 @@ class WorldModel(nn.Module):
         inputs = self.preprocess(batch)
         if self.input_norm is not None and self.training and torch.is_grad_enabled():
             self.input_norm.update(inputs["image"])
-        out = self.observe(inputs)
+        perceived = None
+        if self.perceiver is not None:
+            is_first = inputs["is_first"].clone()
+            is_first[:, 0] = True  # the window's first frame starts what the Perceiver may read
+            perceived = self.perceive(inputs["image"], is_first)
+        out = self.observe(inputs, context=None if perceived is None else perceived["context"])
         feat = out["feat"]
         recon_nll, recon_mse, decoded, targets = self.recon_terms(feat, inputs["image"])
         dyn, rep, kl_value = balanced_kl(out["post"], out["prior"], out["stoch"].flatten(0, 1), cfg.free_nats,
@@ -261,12 +299,22 @@ class WorldModel(nn.Module):
         terms = {"recon": cfg.recon * recon_nll, "kl_dyn": cfg.kl_dyn * (dyn + prior_reg), "kl_rep": cfg.kl_rep * rep,
                  "reward": cfg.reward * reward, "cont": cfg.cont * cont}  # fmt: skip
         total = terms["recon"] + terms["kl_dyn"] + terms["kl_rep"] + terms["reward"] + terms["cont"]
+        if perceived is not None:
+            token_ce, token_accuracy = self.perceiver.token_loss(perceived, is_first)
+            terms["perceiver_tokens"] = cfg.perceiver_loss * token_ce
+            terms["perceiver_vq"] = cfg.perceiver_loss * (perceived["commit"] + perceived["recon_mse"])
+            total = total + terms["perceiver_tokens"] + terms["perceiver_vq"]
         if cfg.adversarial > 0:
             if adversary is None:
                 raise ValueError("loss.adversarial > 0 needs the discriminator: pass adversary= (make_adversary)")
             terms["adversarial"] = cfg.adversarial * adversary.generator_loss(decoded)
             total = total + terms["adversarial"]
         adversarial = {"adversarial": terms["adversarial"].item()} if "adversarial" in terms else {}
+        if perceived is not None:
+            adversarial |= {"perceiver/token_ce": token_ce.item(), "perceiver/token_accuracy": token_accuracy.item(),
+                            "perceiver/vq_commit": perceived["commit"].item(),
+                            "perceiver/patch_mse": perceived["recon_mse"].item(),
+                            "perceiver/perplexity": perceived["perplexity"].item()}  # fmt: skip
         metrics = {
             **adversarial, "wm_loss": total.item(), "recon": recon_nll.item(),
             "recon_mse": recon_mse,
@@ -284,8 +332,10 @@ class WorldModel(nn.Module):
 
     @property
     def loss_terms(self) -> tuple[str, ...]:
-        """The names of this model's loss terms: LOSS_TERMS, and ``adversarial`` when ``loss.adversarial`` > 0."""
-        return self.LOSS_TERMS + (("adversarial",) if self.config.loss.adversarial > 0 else ())
+        """The names of this model's loss terms: LOSS_TERMS, the Perceiver's two when ``model.perceiver``, and
+        ``adversarial`` when ``loss.adversarial`` > 0."""
+        perceiver = ("perceiver_tokens", "perceiver_vq") if self.perceiver is not None else ()
+        return self.LOSS_TERMS + perceiver + (("adversarial",) if self.config.loss.adversarial > 0 else ())
 
     @staticmethod
     def representation(out: Mapping) -> list[Tensor]:
@@ -295,7 +345,8 @@ class WorldModel(nn.Module):
         return [out["deter"], out["stoch"], out["post_mean"], out["post_std"]]
 
     def trunk_parameters(self) -> list[nn.Parameter]:
-        """Parameters shared by every loss term: encoder, cell input, recurrent cell, posterior."""
+        """Parameters shared by the loss terms: encoder, cell input, recurrent cell, posterior. (The Perceiver
+        is not: its context enters the posterior detached unless ``model.perceiver_elbo_grad``.)"""
         return [p for m in (self.encoder, self.cell_input, self.cell, self.posterior) for p in m.parameters()]
 
     def head_parameters(self) -> list[nn.Parameter]:
