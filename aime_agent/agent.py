@@ -12,6 +12,7 @@ any other keyword that names a config field (``deter=64``, ``actor_lr=1e-4``, ..
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import zipfile
 from collections import defaultdict
@@ -291,3 +292,35 @@ class AIME(OffPolicyAlgorithm):
             frames = (wm.decode(traj["feat"][:, 0]) + 0.5).clamp(0, 1)
             self.logger.record("images/imagination", Image(torch.cat(list(frames), -1), "CHW"),
                                exclude=("stdout", "log", "json", "csv"))  # fmt: skip
+            if wm.perceiver is not None:
+                self._log_perceiver({k: v[:1] for k, v in batch.items()})
+
+    def _log_perceiver(self, batch: dict) -> None:
+        """TensorBoard: the Perceiver's next-frame token predictions (decoded) under the tokenised truth, and a
+        rollout it generates from the window's first half (an image strip; a video too where moviepy is)."""
+        perceiver, hidden = self.policy.world_model.perceiver, ("stdout", "log", "json", "csv")
+        video = self.policy.world_model.preprocess(batch)["image"]  # (1, T, 3, S, S)
+        training = perceiver.training
+        perceiver.eval()  # logging is no training step: the codebook must not move
+        try:
+            with torch.no_grad():
+                self._record_perceiver(perceiver, video, hidden)
+        finally:
+            perceiver.train(training)
+
+    def _record_perceiver(self, perceiver, video, hidden) -> None:
+        from stable_baselines3.common.logger import Video
+
+        out = perceiver(video)
+        shown = min(8, video.shape[1] - 1)
+        predicted = perceiver.tokenizer.decode_codes(out["logits"][:, :shown].argmax(-1))[0] + 0.5
+        truth = perceiver.tokenizer.decode_codes(out["codes"][:, 1 : shown + 1])[0] + 0.5
+        self.logger.record("images/perceiver_next_tokens", Image(image_strip(truth, predicted.clamp(0, 1)), "CHW"),
+                           exclude=hidden)  # fmt: skip
+        half = video.shape[1] // 2
+        generated = perceiver.generate_autoregressive(video[:, :half], video.shape[1] - half)["frames"][0] + 0.5
+        future = video[0, half:] + 0.5
+        self.logger.record("images/perceiver_generation", Image(image_strip(future, generated), "CHW"), exclude=hidden)
+        if importlib.util.find_spec("moviepy") is not None:  # TensorBoard's add_video needs it
+            side_by_side = torch.cat([future, generated], -1).clamp(0, 1)[None]  # (1, T/2, 3, S, 2S)
+            self.logger.record("videos/perceiver_generation", Video(side_by_side, fps=4), exclude=hidden)

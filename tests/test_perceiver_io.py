@@ -234,3 +234,22 @@ def test_the_agent_acts_with_the_perceiver_history_as_its_training_context_does(
     mean, _ = evaluate_policy(loaded, envs.make("cartpole-balance", render_quality="fast", max_env_steps=20, seed=1),
                               n_eval_episodes=1)  # fmt: skip
     assert np.isfinite(mean)
+
+
+def test_tensorboard_shows_token_predictions_and_a_generated_rollout_without_moving_the_codebook(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    import envs
+    from aime_agent import AIME
+
+    env = envs.make("cartpole-balance", render_quality="fast", max_env_steps=40, seed=0)
+    model = AIME("CnnPolicy", env, preset="tiny", seed=0, learning_starts=24, train_freq=4, image_every=2,
+                 tensorboard_log=str(tmp_path), **PERCEIVER)  # fmt: skip
+    model.learn(40, log_interval=1)
+    codebook = model.policy.world_model.perceiver.tokenizer.vq._codebook.embed.clone()
+    batch = model.replay_buffer.sample_sequences(1, model.batch_length, model._replay_rng)
+    model._log_perceiver(batch)
+    assert torch.equal(codebook, model.policy.world_model.perceiver.tokenizer.vq._codebook.embed)
+    (run,) = list(tmp_path.iterdir())
+    images = set(EventAccumulator(str(run)).Reload().Tags()["images"])
+    assert {"images/perceiver_next_tokens", "images/perceiver_generation"} <= images
