@@ -1,0 +1,54 @@
+"""benchmarks/gradient_balancing.py and benchmarks/perceiver.py run end to end at tiny sizes (not their numbers)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """Three cartpole-swingup episodes of 60 rows: long enough for 5 context frames and 45 generated ones."""
+    import envs
+    from envs.collect import collect, random_policy
+
+    path = tmp_path_factory.mktemp("data") / "swingup.h5"
+    env = envs.make("cartpole-swingup", render_quality="fast", max_env_steps=120, seed=0)
+    collect(env, random_policy(env.action_space, 0), 3, path, seed=0, progress=False)
+    env.close()
+    return path
+
+
+def test_gradient_balancing_parts_write_their_tables(tmp_path, dataset):
+    import gradient_balancing
+
+    gradient_balancing.main(["--part", "synthetic", "--out", str(tmp_path)])
+    gradient_balancing.main(["--part", "cost", "--preset", "tiny", "--rounds", "1", "--updates", "1",
+                             "--data", str(dataset), "--out", str(tmp_path)])  # fmt: skip
+    results = json.loads((tmp_path / "gradient_balancing.json").read_text())
+    assert results["synthetic"]["rows"]["rgb_projected/e^±3"]["conflicts"] == 0
+    assert set(results["cost"]["rows"]) == set(gradient_balancing.CONFIGS)
+    assert results["cost"]["rows"]["sum/none"]["ratio"] == 1.0
+    assert "| rgb/e^±3 |" in (tmp_path / "gradient_balancing.md").read_text()
+
+
+def test_perceiver_benchmark_trains_generates_and_times(tmp_path, dataset):
+    import perceiver
+
+    perceiver.main(["--part", "tokens", "--preset", "tiny", "--updates", "2", "--seeds", "0", "--data", str(dataset),
+                    "--out", str(tmp_path)])  # fmt: skip
+    perceiver.main(["--part", "cost", "--preset", "tiny", "--rounds", "1", "--data", str(dataset),
+                    "--out", str(tmp_path)])  # fmt: skip
+    results = json.loads((tmp_path / "perceiver.json").read_text())
+    run = results["tokens"]["seed0"]
+    assert (
+        run["updates"] == 2 and 0 <= run["token_accuracy"] <= 1 and set(run["generated_mse"]) == {"1", "5", "15", "45"}
+    )
+    assert results["cost"]["rows"]["off"]["ratio"] == 1.0 and results["cost"]["rows"]["on"]["update_s"] > 0
+    assert "Next-frame tokens" in (tmp_path / "perceiver.md").read_text()
