@@ -48,10 +48,17 @@ CONFIGS = {
         "mtl.tasks": TASKS,
     },  # fmt: skip
     "upgrad/representation": {"mtl.combiner": "upgrad", "mtl.jacobian": "representation", "mtl.tasks": TASKS},
+    "harmony/none": {"mtl.combiner": "harmony", "mtl.jacobian": "none", "mtl.tasks": TASKS},
     "sum/parameters": {"mtl.combiner": "sum", "mtl.jacobian": "parameters", "mtl.tasks": TASKS},
     "rgb_projected/parameters": {"mtl.combiner": "rgb_projected", "mtl.jacobian": "parameters", "mtl.tasks": TASKS},
 }
-QUALITY = ["sum/representation", "rgb/representation", "rgb_projected/representation", "upgrad/representation"]
+QUALITY = [
+    "sum/representation",
+    "rgb/representation",
+    "rgb_projected/representation",
+    "upgrad/representation",
+    "harmony/none",
+]  # HarmonyDream's learned loss coefficients: the cheap published comparator
 
 
 def synthetic(draws: int = 200, spreads=(1.0, 3.0)) -> dict:
@@ -121,7 +128,8 @@ def quality(args, results: dict) -> None:
                 continue
             logdir = args.runs / f"{args.preset}-{name.replace('/', '-')}-s{seed}"
             res = train_and_evaluate(args.data, args.preset, CONFIGS[name], seed, args.updates, logdir)
-            runs[key] = {**res, "conflict_rate": conflict_rate(logdir), "overrides": CONFIGS[name]}
+            rate = conflict_rate(logdir) if CONFIGS[name]["mtl.jacobian"] != "none" else float("nan")  # no Jacobian
+            runs[key] = {**res, "conflict_rate": rate, "overrides": CONFIGS[name]}
             save(results, args.out)
             print(key, json.dumps(runs[key]), flush=True)
 

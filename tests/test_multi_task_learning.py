@@ -301,3 +301,31 @@ def test_adversarial_training_through_the_aggregator_keeps_the_discriminator_out
     metrics, _ = train_step(model, optimizer, cartpole_batch, make_aggregator(model), adversary)
     assert {"mtl/elbo", "mtl/adversarial", "mtl/cos_elbo_adversarial", "adv/d_loss"} <= set(metrics)
     assert metrics["mtl/conflict"] == 0.0
+
+
+# -- HarmonyDream's learned loss coefficients ---------------------------------------------------------
+def test_harmony_gradient_of_the_log_scales_is_the_closed_form():
+    """∂/∂s_k [L_k e^{−s_k} + log(1 + e^{s_k})] = −L_k e^{−s_k} + sigmoid(s_k): at s = 0, −L_k + ½."""
+    config = dataclasses.replace(preset("tiny").mtl, combiner="harmony", tasks="A=ta,B=tb")
+    aggregator = LossAggregator(config, ["ta", "tb"])
+    log_scales = torch.zeros(2, requires_grad=True)
+    x = torch.tensor(2.0, requires_grad=True)
+    metrics = aggregator.backward({"ta": 4.0 * x / 2, "tb": torch.tensor(0.25)}, [], [], [], log_scales)
+    assert torch.allclose(log_scales.grad, torch.tensor([-3.5, 0.25]))
+    assert x.grad.item() == pytest.approx(2.0)  # the task loss enters with weight e^{−s} = 1
+    assert metrics["mtl/sigma_A"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="weights the task losses"):
+        LossAggregator(dataclasses.replace(config, jacobian="representation"), ["ta", "tb"])
+
+
+def test_harmony_scales_are_learned_with_the_world_model(cartpole_batch):
+    config = preset("tiny", **{"mtl.combiner": "harmony", "mtl.tasks": FOUR_TASKS})
+    torch.manual_seed(0)
+    model = WorldModel(config, action_dim=1)
+    assert "harmony" in dict(model.named_parameters()) and model.harmony.shape == (4,)
+    optimizer, aggregator = make_optimizer(model, config), make_aggregator(model)
+    for _ in range(3):
+        metrics, _ = train_step(model, optimizer, cartpole_batch, aggregator)
+    # at s = 0 each σ_k moves up iff L_k > ½ (the gradient −L_k + ½): all four losses are above it here
+    for task in ("image", "latent", "reward", "cont"):
+        assert (metrics[f"mtl/sigma_{task}"] > 1.0) == (metrics[f"mtl/{task}"] > 0.5), task

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from aime_agent.multi_task_learning.combiners import make_combiner
 
 JACOBIANS = ("none", "representation", "parameters")
+LOSS_WEIGHTINGS = ("harmony",)  # combiners that weight the task losses, not their gradients (jacobian "none")
 
 
 def parse_tasks(spec: str, terms: Sequence[str]) -> dict[str, tuple[str, ...]]:
@@ -82,14 +83,18 @@ class LossAggregator:
     def __init__(self, config, terms: Sequence[str]):
         if config.jacobian not in JACOBIANS:
             raise ValueError(f"unknown mtl.jacobian {config.jacobian!r}; choose from {', '.join(JACOBIANS)}")
-        if config.jacobian == "none" and config.combiner != "sum":
+        if config.combiner in LOSS_WEIGHTINGS:
+            if config.jacobian != "none":
+                raise ValueError(f"mtl.combiner={config.combiner!r} weights the task losses: set mtl.jacobian='none'")
+        elif config.jacobian == "none" and config.combiner != "sum":
             raise ValueError(f"mtl.combiner={config.combiner!r} needs per-task gradients: set mtl.jacobian to "
                              "'representation' or 'parameters' ('none' serves only the sum)")  # fmt: skip
         self.config, self.terms = config, tuple(terms)
         self.tasks = parse_tasks(config.tasks, self.terms)
         self.weights = parse_weights(config.weights, list(self.tasks))
         rgb = {"mu": config.rgb_mu, "lam": config.rgb_lambda, "steps": config.rgb_steps, "lr": config.rgb_lr}
-        self.combiner = make_combiner(config.combiner, self.weights.clone(), **rgb)
+        method = "sum" if config.combiner in LOSS_WEIGHTINGS else config.combiner
+        self.combiner = make_combiner(method, self.weights.clone(), **rgb)
 
     def task_losses(self, terms: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """L_k = Σ of the task's terms, unweighted, by task name."""
@@ -104,11 +109,14 @@ class LossAggregator:
         return losses
 
     def backward(self, terms: Mapping[str, Tensor], representation: Sequence[Tensor],
-                 shared: Sequence[nn.Parameter], specific: Sequence[nn.Parameter]) -> dict[str, float]:  # fmt: skip
+                 shared: Sequence[nn.Parameter], specific: Sequence[nn.Parameter],
+                 log_scales: Tensor | None = None) -> dict[str, float]:  # fmt: skip
         """Fill ``.grad`` of ``shared`` (the trunk, which computes ``representation``) and ``specific`` (the
-        rest). Returns the scalars to log (``mtl/...``)."""
+        rest). ``log_scales`` (T,): the learned log σ of ``harmony``. Returns the scalars to log (``mtl/...``)."""
         losses = self.task_losses(terms)
         metrics = {f"mtl/{name}": loss.item() for name, loss in losses.items()}
+        if self.config.combiner == "harmony":
+            return metrics | self._harmony(losses, log_scales)
         device = next(iter(losses.values())).device
         if self.weights.device != device:
             self.weights, self.combiner = self.weights.to(device), self.combiner.to(device)
@@ -149,6 +157,18 @@ class LossAggregator:
                 offset += p.numel()
         metrics.update(gradient_metrics(matrix, direction, list(self.tasks)))
         return metrics
+
+    def _harmony(self, losses: Mapping[str, Tensor], log_scales: Tensor | None) -> dict[str, float]:
+        """HarmonyDream's learned loss coefficients (Ma et al., ICML 2024): Σ_k w_k (L_k / σ_k + log(1 + σ_k)),
+        σ_k = exp(s_k) learned with the model, so each σ_k tracks its loss's scale (the optimum has
+        σ_k² = L_k (1 + σ_k)) and every task enters at a comparable scale."""
+        if log_scales is None or log_scales.shape != (len(losses),):
+            raise ValueError(f"mtl.combiner='harmony' needs the model's {len(losses)} learned log scales")
+        weights = self.weights.to(log_scales.device)
+        total = sum(w * (loss * torch.exp(-s) + torch.log1p(torch.exp(s)))
+                    for w, loss, s in zip(weights, losses.values(), log_scales, strict=True))  # fmt: skip
+        total.backward()
+        return {f"mtl/sigma_{name}": float(s.exp()) for name, s in zip(losses, log_scales.detach(), strict=True)}
 
 
 def gradient_metrics(matrix: Tensor, direction: Tensor, names: Sequence[str]) -> dict[str, float]:

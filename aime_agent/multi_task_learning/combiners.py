@@ -23,7 +23,8 @@ what they mean. What each one does with magnitudes and weights:
   norms spread over e^±3 the margin is not met, though no cosine fell below −1e-6 in our draws. Weights are
   ignored; the smallest gradient dominates.
 
-``combine(G, method, weights)`` is the functional form, with fresh state.
+``combine(G, method, weights)`` is the functional form, with fresh state. (``harmony``, HarmonyDream's learned
+loss coefficients, weights the task losses rather than their gradients: see ``aggregator.py``.)
 """
 
 from __future__ import annotations

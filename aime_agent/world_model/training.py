@@ -47,7 +47,7 @@ def train_step(model: WorldModel, optimizer: torch.optim.Optimizer, batch: dict,
         loss.backward()
     else:
         metrics |= aggregator.backward(out["terms"], model.representation(out), model.trunk_parameters(),
-                                       model.head_parameters())  # fmt: skip
+                                       model.head_parameters(), getattr(model, "harmony", None))  # fmt: skip
     metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), model.config.train.grad_clip))
     optimizer.step()
     if adversary is not None:

@@ -97,6 +97,10 @@ class WorldModel(nn.Module):
         self.decoder = ConvDecoder(self.feat_dim, m.cnn_depth, m.res_blocks, m.image_size)
         self.reward_head = RewardHead(self.feat_dim, m.hidden, m.reward_head_layers, m.reward_bins)
         self.cont_head = ContinueHead(self.feat_dim, m.hidden, m.cont_head_layers)
+        if config.mtl.combiner == "harmony":  # HarmonyDream's learned log loss scales, one per task
+            from aime_agent.multi_task_learning import parse_tasks
+
+            self.harmony = nn.Parameter(torch.zeros(len(parse_tasks(config.mtl.tasks, self.loss_terms))))
         if config.train.channels_last:
             self.encoder.to(memory_format=torch.channels_last)
             self.decoder.to(memory_format=torch.channels_last)
