@@ -66,6 +66,9 @@ class DMCEnv(gym.Env):
         render_quality: ``"paper"`` or ``"fast"``.
         max_env_steps: truncate after this many env steps (1000, DMC's standard episode).
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the last observed frame).
+        distractors: strength in [0, 1] of moving coloured shapes blended into the background (0 = off;
+            ``envs/distractors.py``); ``distractor_shapes`` of them, over a drifting noise texture if
+            ``distractor_noise``. Seeded with the task: the same seed gives the same distractors.
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 25}
@@ -84,6 +87,9 @@ class DMCEnv(gym.Env):
         render_quality: str = "paper",
         max_env_steps: int = DEFAULT_MAX_ENV_STEPS,
         render_mode: str | None = None,
+        distractors: float = 0.0,
+        distractor_shapes: int = 4,
+        distractor_noise: bool = False,
     ):
         self.domain, self.task = parse_task(f"{domain}-{task}")
         if render_quality not in RENDER_QUALITIES:
@@ -113,6 +119,12 @@ class DMCEnv(gym.Env):
         self._physics_error = PhysicsError  # kept so that step() imports nothing on the hot path
         self._camera = Camera(self._physics, height=self.image_size, width=self.image_size, camera_id=self.camera_id)
         self._flags = RENDER_QUALITIES[render_quality]
+        self._distractors = None
+        if distractors:
+            from envs.distractors import Distractors
+
+            self._distractors = Distractors(self.image_size, distractors, distractor_shapes, distractor_noise)
+            self._distractors.reset(seed)
 
         spec = self._dmc._env.action_spec()
         low, high = np.broadcast_to(spec.minimum, spec.shape), np.broadcast_to(spec.maximum, spec.shape)
@@ -133,8 +145,11 @@ class DMCEnv(gym.Env):
 
     # -- rendering and observations ------------------------------------------------------------
     def _render_frame(self) -> np.ndarray:
-        frame = self._camera.render(render_flag_overrides=self._flags)
-        return frame.copy()  # dm_control returns a flipped view of its reused buffer
+        frame = self._camera.render(render_flag_overrides=self._flags).copy()  # a flipped view of a reused buffer
+        if self._distractors is not None:
+            background = self._camera.render(segmentation=True)[..., 0] == -1  # no geometry: the skybox
+            frame = self._distractors.apply(frame, background)
+        return frame
 
     def _observe(self, dm_obs: dict) -> Any:
         pixels = np.concatenate(self._frames, axis=-1) if self.frame_stack > 1 else self._frames[-1]
@@ -153,6 +168,8 @@ class DMCEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         dm_obs, info = self._dmc.reset(seed=seed)
+        if self._distractors is not None:
+            self._distractors.reset(seed)
         self._env_steps, self._needs_reset = 0, False
         frame = self._render_frame()
         self._frames.extend([frame] * self.frame_stack)
@@ -181,6 +198,8 @@ class DMCEnv(gym.Env):
         terminated = timestep is not None and timestep.last() and discount == 0.0
         truncated = physics_error or (not terminated and (timestep.last() or self._env_steps >= self.max_env_steps))
         self._needs_reset = terminated or truncated
+        if self._distractors is not None:
+            self._distractors.step()
         self._frames.append(self._render_frame())
         info = {"env_steps": self._env_steps, "discount": discount}
         if physics_error:
