@@ -49,6 +49,13 @@ class ModelConfig:
     perceiver_codebook: int = 256
     perceiver_depth: int = 1
     perceiver_elbo_grad: bool = False  # let the ELBO's gradient reach the Perceiver through c_t (mtl.jacobian none)
+    # pillar 4: an attention schema on the encoder's 16×16 map (slots seeded from h_{t−1}, a fused map, precision
+    # weights on the features the posterior reads, an attention prior p(A_t | h_{t−1})); attention_schema/
+    attention_schema: bool = False
+    attention_slots: int = 4
+    attention_dim: int = 32
+    attention_iters: int = 2
+    attention_precision: float = 0.5  # β: features × (1 − β + β·256·A_t)
     reward_bins: int = 255  # symlog two-hot bins of the reward head (DreamerV3)
     reward_head_layers: int = 1
     cont_head_layers: int = 1
@@ -61,6 +68,8 @@ class LossConfig:
     recon: float = 1.0
     reward: float = 1.0
     cont: float = 1.0
+    attention_prior: float = 1.0  # weight of KL(sg(A_t) ‖ p(A_t | h_{t−1})): the model predicts its attention
+    attention_diversity: float = 0.1  # weight of the slots' diversity penalty
     perceiver_loss: float = 1.0  # weight of the Perceiver's next-frame token cross-entropy and its VQ losses
     kl_dyn: float = 0.5  # weight of KL(sg(q) ‖ p): trains the prior
     kl_rep: float = 0.1  # weight of KL(q ‖ sg(p)): trains the posterior
@@ -256,7 +265,8 @@ def _locate(data: dict[str, Any], key: str) -> tuple[str, str]:
 # Fields added after checkpoints existed, with the value that reproduces the old behaviour: a saved config
 # that lacks only these gets them (``_with_legacy``), so an old checkpoint loads and resumes as it was.
 # (Fields added later with an off default are listed too, so a section lacking several still counts as legacy.)
-_PERCEIVER_OFF = {f.name: f.default for f in dataclasses.fields(ModelConfig) if f.name.startswith("perceiver")}
+_PERCEIVER_OFF = {f.name: f.default for f in dataclasses.fields(ModelConfig)
+                  if f.name.startswith(("perceiver", "attention"))}  # fmt: skip
 LEGACY: dict[str, dict[str, Any]] = {
     "model": {"input_norm": False, **_PERCEIVER_OFF},
     "loss": {

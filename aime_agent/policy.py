@@ -106,9 +106,12 @@ class AIMEPolicy(BasePolicy):
         if episode_start is not None:
             starts = torch.as_tensor(np.asarray(episode_start, dtype=bool).reshape(n), device=self.device)
         prev = torch.where(starts.unsqueeze(-1), 0.0, prev)
-        rnn, _ = wm.img_step(LatentState(rnn, stoch), prev, is_first=starts)
         image = to_image(obs.to(self.device))
-        embed = wm.embed(image.unsqueeze(1))[:, 0]
+        if wm.schema is not None:  # e_t depends on h_{t−1} (the initial state at an episode start)
+            embed, _ = wm.attend(wm.feature_maps(image.unsqueeze(1))[:, 0], wm.cell.reset(rnn, starts))
+        else:
+            embed = wm.embed(image.unsqueeze(1))[:, 0]
+        rnn, _ = wm.img_step(LatentState(rnn, stoch), prev, is_first=starts)
         context, history = None, ()
         if perceiver:
             tokens = torch.as_tensor(np.asarray(state[3]), dtype=torch.float32, device=self.device)

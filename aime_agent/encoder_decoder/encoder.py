@@ -49,9 +49,19 @@ class ConvEncoder(nn.Module):
             channels, size = out, size // 2
             if size <= 16:
                 layers += [ResidualCell(channels) for _ in range(res_blocks)]
+            if size == 16:
+                self.split, self.map_channels = len(layers), channels  # the 16×16 feature map ends here
         self.net = nn.Sequential(*layers)
         self.out_channels, self.out_size = channels, size
         self.embed_dim = channels * size * size
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).flatten(1)
+
+    def feature_map(self, x: Tensor) -> Tensor:
+        """(N, 3, 64, 64) → the 16×16 stage's features (N, 2d, 16, 16) (what the attention schema reads)."""
+        return self.net[: self.split](x)
+
+    def from_feature_map(self, f: Tensor) -> Tensor:
+        """The rest of the encoder: (N, 2d, 16, 16) → (N, embed_dim); ``forward`` = this after ``feature_map``."""
+        return self.net[self.split :](f).flatten(1)

@@ -26,6 +26,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from aime_agent.attention_schema import AttentionSchema
 from aime_agent.config import AIMEConfig
 from aime_agent.encoder_decoder import ContinueHead, ConvDecoder, ConvEncoder, PixelStandardizer, RewardHead
 from aime_agent.generative_prior import DiagGaussian, GaussianHead, make_prior
@@ -93,6 +94,10 @@ class WorldModel(nn.Module):
                                                depth=m.perceiver_depth)  # fmt: skip
             context_dim = m.perceiver_context
         self.posterior = GaussianHead(m.deter + self.encoder.embed_dim + context_dim, m.stoch, m.hidden, m.min_std)
+        self.schema = None
+        if m.attention_schema:  # pillar 4: attention on the encoder's 16×16 map, seeded from h_{t−1}
+            self.schema = AttentionSchema(self.encoder.map_channels, m.deter, m.attention_slots, m.attention_dim,
+                                          m.attention_iters, m.attention_precision, m.hidden)  # fmt: skip
         self.feat_dim = m.deter + m.stoch
         self.decoder = ConvDecoder(self.feat_dim, m.cnn_depth, m.res_blocks, m.image_size)
         self.reward_head = RewardHead(self.feat_dim, m.hidden, m.reward_head_layers, m.reward_bins)
@@ -129,14 +134,33 @@ class WorldModel(nn.Module):
     def embed(self, image: Tensor) -> Tensor:
         """(B, T, 3, S, S) → (B, T, E). Frames are standardised first when ``model.input_norm``."""
         b, t = image.shape[:2]
+        with self._autocast():
+            e = self.encoder(self._frames_in(image))
+        return e.float().view(b, t, -1)
+
+    def _frames_in(self, image: Tensor) -> Tensor:
+        """(B, T, 3, S, S) → (B·T, 3, S, S), standardised when ``model.input_norm``, channels-last if set."""
         x = image.flatten(0, 1)
         if self.input_norm is not None:
             x = self.input_norm(x)
         if self.config.train.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def feature_maps(self, image: Tensor) -> Tensor:
+        """(B, T, 3, S, S) → the encoder's 16×16 maps (B, T, C, 16, 16), for the attention schema."""
+        b, t = image.shape[:2]
         with self._autocast():
-            e = self.encoder(x)
-        return e.float().view(b, t, -1)
+            f = self.encoder.feature_map(self._frames_in(image))
+        return f.float().view(b, t, *f.shape[1:])
+
+    def attend(self, fmap: Tensor, rnn_prev: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
+        """One step of the schema: fmap (N, C, 16, 16) and the recurrent state before this step (N, R) (the
+        learned initial one at an episode start) → (e_t (N, E), the schema's outputs)."""
+        out = self.schema(fmap, self.cell.deter(rnn_prev))
+        with self._autocast():
+            e = self.encoder.from_feature_map(out["fmap"])
+        return e.float(), out
 
     def decode(self, feat: Tensor) -> Tensor:
         """(..., F) → image mean (..., 3, S, S)."""
@@ -184,7 +208,9 @@ class WorldModel(nn.Module):
         """
         image, action, is_first = inputs["image"], inputs["action"], inputs["is_first"]
         b, t = image.shape[:2]
-        embed = self.embed(image)
+        # with the schema, e_t depends on h_{t−1}: only the 16×16 maps are computed for all frames at once
+        fmaps = self.feature_maps(image) if self.schema is not None else None
+        embed = self.embed(image) if fmaps is None else None
         if state is None:
             # A window that starts mid-episode begins from the learned initial state: mark its first row
             # is_first (zero action), as acting sees every such state (dreamerv3-torch does the same).
@@ -194,10 +220,16 @@ class WorldModel(nn.Module):
             state = self.initial(b)
         if self.perceiver is not None and context is None:
             context = self.perceive(image, is_first)["context"]
-        rnns, stochs, means, stds = [], [], [], []
+        rnns, stochs, means, stds, embeds, attended = [], [], [], [], [], []
         for i in range(t):
+            if fmaps is not None:
+                e, schema = self.attend(fmaps[:, i], self.cell.reset(state.rnn, is_first[:, i]))
+                embeds.append(e)
+                attended.append(schema)
+            else:
+                e = embed[:, i]
             rnn, _ = self.img_step(state, action[:, i], is_first[:, i])
-            post = self.posterior(self.posterior_input(rnn, embed[:, i], None if context is None else context[:, i]))
+            post = self.posterior(self.posterior_input(rnn, e, None if context is None else context[:, i]))
             state = LatentState(rnn, post.rsample())
             rnns.append(rnn)
             stochs.append(state.stoch)
@@ -206,7 +238,12 @@ class WorldModel(nn.Module):
         rnn, stoch = torch.stack(rnns, 1), torch.stack(stochs, 1)
         deter = self.cell.deter(rnn)
         post_mean, post_std = torch.stack(means, 1), torch.stack(stds, 1)
-        return {
+        schema = {}
+        if attended:  # (B, T, ...) stacks: the attention losses read these, the recurrence never does
+            embed = torch.stack(embeds, 1)
+            schema = {f"attention_{k}": torch.stack([a[k] for a in attended], 1)
+                      for k in ("attention", "slots", "prior_logits")}  # fmt: skip
+        return {**schema,
             "rnn": rnn, "deter": deter, "stoch": stoch, "feat": torch.cat([deter, stoch], -1), "embed": embed,
             "post_mean": post_mean, "post_std": post_std,
             "post": DiagGaussian(post_mean.flatten(0, 1), post_std.flatten(0, 1)),
@@ -303,6 +340,13 @@ class WorldModel(nn.Module):
         terms = {"recon": cfg.recon * recon_nll, "kl_dyn": cfg.kl_dyn * (dyn + prior_reg), "kl_rep": cfg.kl_rep * rep,
                  "reward": cfg.reward * reward, "cont": cfg.cont * cont}  # fmt: skip
         total = terms["recon"] + terms["kl_dyn"] + terms["kl_rep"] + terms["reward"] + terms["cont"]
+        if self.schema is not None:
+            flat = {k.removeprefix("attention_"): out[k].flatten(0, 1) for k in
+                    ("attention_attention", "attention_slots", "attention_prior_logits")}  # fmt: skip
+            attention_kl, diversity = AttentionSchema.losses(flat)
+            terms["attention_prior"] = cfg.attention_prior * attention_kl
+            terms["attention_diversity"] = cfg.attention_diversity * diversity
+            total = total + terms["attention_prior"] + terms["attention_diversity"]
         if perceived is not None:
             token_ce, token_accuracy = self.perceiver.token_loss(perceived, is_first)
             terms["perceiver_tokens"] = cfg.perceiver_loss * token_ce
@@ -314,6 +358,11 @@ class WorldModel(nn.Module):
             terms["adversarial"] = cfg.adversarial * adversary.generator_loss(decoded)
             total = total + terms["adversarial"]
         adversarial = {"adversarial": terms["adversarial"].item()} if "adversarial" in terms else {}
+        if self.schema is not None:
+            adversarial |= {"attention/prior_kl": attention_kl.item(), "attention/diversity": diversity.item(),
+                            "attention/entropy_ratio": AttentionSchema.entropy_ratio(flat["attention"]).item(),
+                            "attention/peak_over_uniform": (flat["attention"].amax(-1).mean()
+                                                            * flat["attention"].shape[-1]).item()}  # fmt: skip
         if perceived is not None:
             adversarial |= {"perceiver/token_ce": token_ce.item(), "perceiver/token_accuracy": token_accuracy.item(),
                             "perceiver/vq_commit": perceived["commit"].item(),
@@ -339,19 +388,25 @@ class WorldModel(nn.Module):
         """The names of this model's loss terms: LOSS_TERMS, the Perceiver's two when ``model.perceiver``, and
         ``adversarial`` when ``loss.adversarial`` > 0."""
         perceiver = ("perceiver_tokens", "perceiver_vq") if self.perceiver is not None else ()
-        return self.LOSS_TERMS + perceiver + (("adversarial",) if self.config.loss.adversarial > 0 else ())
+        schema = ("attention_prior", "attention_diversity") if self.schema is not None else ()
+        adversarial = ("adversarial",) if self.config.loss.adversarial > 0 else ()
+        return self.LOSS_TERMS + schema + perceiver + adversarial
 
     @staticmethod
     def representation(out: Mapping) -> list[Tensor]:
         """What every loss term reads from the trunk: deter (B,T,H), stoch (B,T,Z), post_mean and post_std
-        (B,T,Z). These stacked tensors cut the graph (the recurrence uses the per-step ones), so backpropagating
-        a gradient at them through the trunk gives exactly the trunk's share of the loss gradient."""
-        return [out["deter"], out["stoch"], out["post_mean"], out["post_std"]]
+        (B,T,Z), and with the attention schema its stacked maps, slots and prior logits. These stacked tensors
+        cut the graph (the recurrence uses the per-step ones), so backpropagating a gradient at them through the
+        trunk gives exactly the trunk's share of the loss gradient."""
+        schema = [out[k] for k in ("attention_attention", "attention_slots", "attention_prior_logits") if k in out]
+        return [out["deter"], out["stoch"], out["post_mean"], out["post_std"], *schema]
 
     def trunk_parameters(self) -> list[nn.Parameter]:
-        """Parameters shared by the loss terms: encoder, cell input, recurrent cell, posterior. (The Perceiver
-        is not: its context enters the posterior detached unless ``model.perceiver_elbo_grad``.)"""
-        return [p for m in (self.encoder, self.cell_input, self.cell, self.posterior) for p in m.parameters()]
+        """Parameters shared by the loss terms: encoder, cell input, recurrent cell, posterior, the attention
+        schema. (The Perceiver is not: its context enters the posterior detached unless
+        ``model.perceiver_elbo_grad``.)"""
+        modules = (self.encoder, self.cell_input, self.cell, self.posterior, self.schema)
+        return [p for m in modules if m is not None for p in m.parameters()]
 
     def head_parameters(self) -> list[nn.Parameter]:
         """The rest (decoder, reward and continue heads, the prior net): task-specific."""
