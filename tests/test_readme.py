@@ -54,3 +54,11 @@ def test_perceiver_guide_snippets_run():
         outputs.append(out.stdout)
     assert "torch.Size([2, 8, 32]) torch.Size([2, 8, 64, 1, 128])" in outputs[0]
     assert "torch.Size([2, 24, 3, 64, 64])" in outputs[0] and "5 (1, 8, 64, 8)" in outputs[1]
+
+
+def test_attention_schema_guide_snippet_runs():
+    guide = README.parent / "docs" / "attention_schema.md"
+    (code,) = re.findall(r"```python\n(.*?)```", guide.read_text(), flags=re.S)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "torch.Size([2, 4, 16]) torch.Size([2, 4, 10])" in out.stdout

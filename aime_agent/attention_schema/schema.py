@@ -2,7 +2,7 @@
 
 For frame t with feature map F_t (N, C, 16, 16) and the previous recurrent state h_{t−1} (N, H):
     seeds   = Linear(h_{t−1}) → K slots;  slots, l = SlotAttention(tokens(F_t), seeds)   l: (N, K, 256) logits
-    A_t     = softmax over the 256 positions of logsumexp_k l_k                           the fused map, sums to 1
+    A_t     = softmax over the 256 positions of τ · logsumexp_k l_k (τ learned)          the fused map, sums to 1
     F'_t    = F_t · (1 − β + β · 256 · A_t)                                               precision weights, mean 1
     p(A_t | h_{t−1}) = softmax(MLP(h_{t−1}))                                              the attention prior
 Losses: KL(sg(A_t) ‖ p(A_t | h_{t−1})) (the model predicts its own attention; categorical KL over positions),
@@ -35,6 +35,9 @@ class AttentionSchema(nn.Module):
         self.seed = nn.Linear(deter, num_slots * dim)
         self.slots = SlotAttention(num_slots, dim, iters)
         self.prior = nn.Sequential(nn.Linear(deter, hidden), nn.SiLU(), nn.Linear(hidden, side * side))
+        # a learned inverse temperature of the fused map: slot logits start near 0 (a near-uniform map), and the
+        # map can only sharpen as far as their range allows
+        self.log_sharpness = nn.Parameter(torch.zeros(()))
 
     def forward(self, fmap: Tensor, h_prev: Tensor) -> dict[str, Tensor]:
         """fmap (N, C, S, S), h_prev (N, H) → weighted map (N, C, S, S), attention (N, S·S), slots (N, K, D),
@@ -46,7 +49,7 @@ class AttentionSchema(nn.Module):
         k = self.slots.to_k(self.slots.norm_inputs(tokens))  # (N, S·S, D)
         q = self.slots.to_q(self.slots.norm_slots(slots))  # (N, K, D)
         logits = torch.einsum("bnd,bkd->bkn", k, q) / self.dim**0.5  # (N, K, S·S)
-        attention = torch.logsumexp(logits, 1).softmax(-1)  # (N, S·S): where the slots look, fused
+        attention = (torch.logsumexp(logits, 1) * self.log_sharpness.exp()).softmax(-1)  # (N, S·S): fused
         weights = 1.0 - self.precision + self.precision * attention * attention.shape[-1]
         weighted = fmap * weights.view(n, 1, self.side, self.side)
         return {"fmap": weighted, "attention": attention, "slots": slots, "prior_logits": self.prior(h_prev)}
