@@ -137,7 +137,7 @@ class LossAggregator:
         for p, g in zip(specific, head_grads, strict=True):
             p.grad = g if p.grad is None else p.grad + g
         if self.config.jacobian == "representation":
-            matrix = torch.cat([torch.stack([r[i] for r in rows]).flatten(1) for i in range(len(z))], 1)  # (T, |Z|)
+            matrix = torch.cat([torch.stack([r[i] for r in rows]).reshape(len(rows), -1) for i in range(len(z))], 1)
             direction = self.combiner(matrix)
             sizes = [t.numel() for t in z]
             torch.autograd.backward(z, [d.view_as(t) for d, t in zip(direction.split(sizes), z, strict=True)])
@@ -148,7 +148,7 @@ class LossAggregator:
             jac_z = [torch.stack([r[i] for r in rows]) for i in range(len(z))]  # each (T, *Z_i)
             chunk = self.config.parallel_chunk_size or None
             jacobians = jac(z, trunk, jac_outputs=jac_z, parallel_chunk_size=chunk)  # each (T, *θ)
-            matrix = torch.cat([j.flatten(1) for j in jacobians], 1)  # (T, P)
+            matrix = torch.cat([j.reshape(j.shape[0], -1) for j in jacobians], 1)  # (T, P); 0-d parameters too
             direction = self.combiner(matrix)
             offset = 0
             for p in trunk:
