@@ -16,6 +16,7 @@ from aime_agent.train import TrainSettings, run
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(5400)  # two `make train` runs: ~25 min alone on 2 cores (the suite's default is 600 s)
 def test_small_preset_learns_cartpole_swingup_from_pixels_in_10k_env_steps(tmp_path):
     summaries = [run(TrainSettings(env="cartpole-swingup", env_steps=10_000, preset="small", seed=seed,
                                    logdir=str(tmp_path / f"s{seed}"), progress=False)) for seed in (0, 1)]  # fmt: skip
