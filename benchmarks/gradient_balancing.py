@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from machine import describe
+from update_timing import interleaved_update_times
 
 from envs.fileio import atomic_write_text
 
@@ -78,33 +77,6 @@ def synthetic(draws: int = 200, spreads=(1.0, 3.0)) -> dict:
                 worst, conflicts = min(worst, cosine), conflicts + (cosine < -1e-6)
             rows[f"{method}/e^±{spread:g}"] = {"conflicts": conflicts, "draws": draws, "worst_cosine": worst}
     return rows
-
-
-def cost(preset_name: str, rounds: int, updates: int, data_path: Path) -> dict:
-    from aime_agent.config import preset
-    from aime_agent.world_model import WorldModel, make_aggregator, make_optimizer, train_step
-    from envs.dataset import EpisodeDataset
-
-    data = EpisodeDataset(data_path)
-    action_dim = int(data.episode(0)["action"].shape[-1])
-    setups = {}
-    for name, overrides in CONFIGS.items():
-        torch.manual_seed(0)
-        config = preset(preset_name, **overrides)
-        model = WorldModel(config, action_dim)
-        setups[name] = (model, make_optimizer(model, config), make_aggregator(model), config)
-    times: dict[str, list[float]] = {name: [] for name in CONFIGS}
-    rng = np.random.default_rng(0)
-    for round_ in range(rounds + 1):  # round 0 warms up
-        for name, (model, optimizer, aggregator, config) in setups.items():
-            batches = [data.sample(config.train.batch_size, config.train.batch_length, rng) for _ in range(updates)]
-            start = time.perf_counter()
-            for batch in batches:
-                train_step(model, optimizer, batch, aggregator)
-            if round_:
-                times[name].append((time.perf_counter() - start) / updates)
-    base = statistics.median(times["sum/none"])
-    return {name: {"update_s": statistics.median(t), "ratio": statistics.median(t) / base} for name, t in times.items()}
 
 
 def conflict_rate(logdir: Path) -> float:
@@ -197,7 +169,7 @@ def main(argv=None) -> None:
     if args.part == "synthetic":
         results["synthetic"] = {"rows": synthetic(), "machine": describe()}
     elif args.part == "cost":
-        rows = cost(args.preset, args.rounds, args.updates, args.data)
+        rows = interleaved_update_times(args.preset, CONFIGS, args.data, args.rounds, args.updates, "sum/none")
         results["cost"] = {"rows": rows, "preset": args.preset, "rounds": args.rounds, "updates": args.updates,
                            "machine": describe(), "note": args.note}  # fmt: skip
     else:
