@@ -27,6 +27,7 @@ from stable_baselines3.common.noise import ActionNoise, NormalActionNoise
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import VecEnv
 
+from aime_agent.attention_schema import attention_overlay
 from aime_agent.checkpoint import CheckpointError, config_mismatch, load_checkpoint
 from aime_agent.config import preset as make_preset
 from aime_agent.policy import AIMEPolicy
@@ -292,6 +293,10 @@ class AIME(OffPolicyAlgorithm):
             frames = (wm.decode(traj["feat"][:, 0]) + 0.5).clamp(0, 1)
             self.logger.record("images/imagination", Image(torch.cat(list(frames), -1), "CHW"),
                                exclude=("stdout", "log", "json", "csv"))  # fmt: skip
+            if wm.schema is not None:  # the fused attention maps over the window's frames
+                maps = wm.observe(wm.preprocess({k: v[:1] for k, v in batch.items()}))["attention_attention"][0, :8]
+                overlay = image_strip(true[0, :8], attention_overlay(true[0, :8], maps))
+                self.logger.record("images/attention", Image(overlay, "CHW"), exclude=("stdout", "log", "json", "csv"))
             if wm.perceiver is not None:
                 self._log_perceiver({k: v[:1] for k, v in batch.items()})
 

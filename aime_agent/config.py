@@ -56,6 +56,9 @@ class ModelConfig:
     attention_dim: int = 32
     attention_iters: int = 2
     attention_precision: float = 0.5  # β: features × (1 − β + β·256·A_t)
+    # how the slots' logits become one map: "mixture" = Σ_k salience_k · (slot k's spatial mask), "logsumexp" =
+    # softmax over positions of τ·logsumexp_k (the first version; near-uniform maps on the toy video)
+    attention_fusion: str = "mixture"
     reward_bins: int = 255  # symlog two-hot bins of the reward head (DreamerV3)
     reward_head_layers: int = 1
     cont_head_layers: int = 1
@@ -70,6 +73,9 @@ class LossConfig:
     cont: float = 1.0
     attention_prior: float = 1.0  # weight of KL(sg(A_t) ‖ p(A_t | h_{t−1})): the model predicts its attention
     attention_diversity: float = 0.1  # weight of the slots' diversity penalty
+    # weight of the map's entropy over log(256) (attention as a limited resource: the map must concentrate, and
+    # the reconstruction decides where); 0 leaves the map's sharpness to the reconstruction alone
+    attention_entropy: float = 0.1
     perceiver_loss: float = 1.0  # weight of the Perceiver's next-frame token cross-entropy and its VQ losses
     kl_dyn: float = 0.5  # weight of KL(sg(q) ‖ p): trains the prior
     kl_rep: float = 0.1  # weight of KL(q ‖ sg(p)): trains the posterior
@@ -81,6 +87,12 @@ class LossConfig:
     adversarial: float = 0.0
     adversarial_depth: int = 16  # the discriminator's first conv width
     adversarial_lr: float = 2e-4
+    # weight of the LPIPS distance between decoded and true frames (0: off; encoder_decoder/perceptual.py). Its
+    # weights load offline: a directory holding alexnet-owt-7be5be79.pth and alex.pth, or "" for the torch hub
+    # cache and the lpips package; perceptual_pretrained=False uses a random backbone (tests, cost)
+    perceptual: float = 0.0
+    perceptual_weights: str = ""
+    perceptual_pretrained: bool = True
 
 
 @dataclass
@@ -268,11 +280,14 @@ def _locate(data: dict[str, Any], key: str) -> tuple[str, str]:
 _PERCEIVER_OFF = {f.name: f.default for f in dataclasses.fields(ModelConfig)
                   if f.name.startswith(("perceiver", "attention"))}  # fmt: skip
 LEGACY: dict[str, dict[str, Any]] = {
-    "model": {"input_norm": False, **_PERCEIVER_OFF},
+    # checkpoints from before the mixture fusion and the entropy term had the logsumexp map and no entropy term
+    "model": {"input_norm": False, **_PERCEIVER_OFF, "attention_fusion": "logsumexp"},
     "loss": {
-        f.name: f.default for f in dataclasses.fields(LossConfig) if f.name.startswith(("adversarial", "perceiver"))
-    },  # fmt: skip
-}
+        **{f.name: f.default for f in dataclasses.fields(LossConfig)
+           if f.name.startswith(("adversarial", "perceiver", "perceptual", "attention"))},
+        "attention_entropy": 0.0,
+    },
+}  # fmt: skip
 
 PRESETS: dict[str, dict[str, Any]] = {
     "tiny": {

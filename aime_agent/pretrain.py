@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from aime_agent.attention_schema import attention_overlay
 from aime_agent.checkpoint import CheckpointError, config_mismatch, load_checkpoint, save_checkpoint
 from aime_agent.config import AIMEConfig
 from aime_agent.world_model import WorldModel, make_adversary, make_aggregator, make_optimizer, train_step
@@ -120,6 +121,9 @@ class Pretrainer:
         out = self.model.observe(self.model.preprocess(batch))
         recon = (self.model.decode(out["feat"][0, :8]) + 0.5).clamp(0, 1)
         writer.add_image("reconstruction/truth_top_recon_bottom", image_strip(true[0, :8], recon), self.step)
+        if self.model.schema is not None:  # the fused attention maps over the frames
+            maps = attention_overlay(true[0, :8], out["attention_attention"][0, :8])
+            writer.add_image("attention/frames_top_maps_bottom", image_strip(true[0, :8], maps), self.step)
 
     def run(self, progress: bool = True) -> dict[str, float]:
         from torch.utils.tensorboard import SummaryWriter

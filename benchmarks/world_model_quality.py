@@ -50,13 +50,15 @@ VARIANTS = {
 }
 
 
-def ensure_dataset(path: Path, episodes: int) -> None:
+def ensure_dataset(path: Path, episodes: int, **env_options) -> None:
+    """Collect ``episodes`` random-policy cartpole-swingup episodes into ``path`` unless it exists;
+    ``env_options`` go to ``envs.make`` (e.g. ``distractors=0.5``)."""
     if path.exists():
         return
     import envs
     from envs.collect import collect, random_policy
 
-    env = envs.make("cartpole-swingup", render_quality="fast", seed=0)
+    env = envs.make("cartpole-swingup", render_quality="fast", seed=0, **env_options)
     collect(env, random_policy(env.action_space, 0), episodes, path, seed=0, env_id="dmc/cartpole-swingup-v0",
             action_repeat=2, image_size=64, render_quality="fast", policy_name="random")  # fmt: skip
 
@@ -87,8 +89,9 @@ def evaluate(model, data, eval_ids, windows: int = 64, seed: int = 123) -> dict:
 
 
 def train_and_evaluate(
-    data_path: Path, preset_name: str, overrides: dict, seed: int, updates: int, logdir: Path, device: str = "cpu"
-):
+    data_path: Path, preset_name: str, overrides: dict, seed: int, updates: int, logdir: Path, device: str = "cpu",
+    extra=None,
+):  # fmt: skip
     from aime_agent.config import preset
     from aime_agent.pretrain import Pretrainer, PretrainSettings
 
@@ -101,6 +104,8 @@ def train_and_evaluate(
     trainer.run(progress=False)
     wall = time.perf_counter() - start
     result = evaluate(trainer.model, trainer.data, trainer.eval_ids)
+    if extra is not None:  # a caller's own held-out measurements: extra(model, data, eval_ids) -> dict
+        result.update(extra(trainer.model, trainer.data, trainer.eval_ids))
     result.update({"updates": updates, "updates_timed": updates - first, "train_wall_s": wall,
                    "eval_episodes": len(trainer.eval_ids), "train_episodes": len(trainer.train_ids)})  # fmt: skip
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -12,9 +13,10 @@ from aime_agent.world_model import WorldModel, make_aggregator
 SCHEMA = {"model.attention_schema": True, "attention_slots": 3, "attention_dim": 16, "attention_iters": 2}
 
 
-def test_the_map_is_a_distribution_the_precision_weights_average_one_and_h_seeds_it():
+@pytest.mark.parametrize("fusion", ["logsumexp", "mixture"])
+def test_the_map_is_a_distribution_the_precision_weights_average_one_and_h_seeds_it(fusion):
     torch.manual_seed(0)
-    schema = AttentionSchema(channels=8, deter=12, num_slots=3, dim=16, precision=1.0)
+    schema = AttentionSchema(channels=8, deter=12, num_slots=3, dim=16, precision=1.0, fusion=fusion)
     fmap, h = torch.randn(2, 8, 16, 16), torch.randn(2, 12)
     out = schema(fmap, h)
     assert out["attention"].shape == (2, 256) and torch.allclose(out["attention"].sum(-1), torch.ones(2))
@@ -23,6 +25,23 @@ def test_the_map_is_a_distribution_the_precision_weights_average_one_and_h_seeds
     assert not torch.allclose(schema(fmap, h + 1.0)["attention"], out["attention"])  # seeded from h_{t−1}
     assert 0.0 < AttentionSchema.entropy_ratio(out["attention"]).item() <= 1.0
     assert AttentionSchema.entropy_ratio(torch.full((1, 256), 1 / 256)).item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="fusion"):
+        AttentionSchema(channels=8, deter=12, fusion="max")
+
+
+def test_the_mixture_is_the_salience_weighted_mean_of_the_slot_masks():
+    """With one slot the mixture is that slot's mask: softmax over one slot is 1 everywhere, so the map is
+    uniform; with a salience that picks slot k, the map is slot k's mask normalised over positions."""
+    torch.manual_seed(0)
+    one = AttentionSchema(channels=8, deter=12, num_slots=1, dim=16, fusion="mixture")
+    att = one(torch.randn(2, 8, 16, 16), torch.randn(2, 12))["attention"]
+    assert torch.allclose(att, torch.full_like(att, 1 / 256))
+
+
+def test_the_entropy_term_joins_the_attention_task_only_when_weighted():
+    on = WorldModel(preset("tiny", **{"model.attention_schema": True, "loss.attention_entropy": 0.1}), 1)
+    off = WorldModel(preset("tiny", **{"model.attention_schema": True, "loss.attention_entropy": 0.0}), 1)
+    assert "attention_entropy" in on.loss_terms and "attention_entropy" not in off.loss_terms
 
 
 def test_the_attention_prior_kl_is_zero_when_it_predicts_the_map_and_trains_only_the_prior():
@@ -74,3 +93,45 @@ def test_the_agent_acts_and_learns_with_the_schema():
     action, state = model.predict(obs, deterministic=True)
     again, _ = model.predict(obs, deterministic=True)
     assert np.array_equal(action, again) and len(state) == 3
+
+
+def moving_square(rng, batch: int, length: int, size: int = 8) -> tuple[dict, np.ndarray]:
+    """A toy video: one white size×size square bouncing at 4 px/frame on black; returns the batch and the square's
+    top-left corner per frame (B, T, 2)."""
+    obs, corner = np.zeros((batch, length, 64, 64, 3), np.uint8), np.zeros((batch, length, 2), int)
+    for i in range(batch):
+        pos, vel = rng.integers(0, 64 - size, 2), rng.choice([-4, 4], 2)
+        for j in range(length):
+            vel = np.where((pos + vel < 0) | (pos + vel > 64 - size), -vel, vel)
+            pos = pos + vel
+            obs[i, j, pos[0] : pos[0] + size, pos[1] : pos[1] + size] = 255
+            corner[i, j] = pos
+    is_first = np.zeros((batch, length), bool)
+    is_first[:, 0] = True
+    zeros = np.zeros((batch, length), np.float32)
+    return {"obs": obs, "action": zeros[..., None], "reward": zeros, "is_first": is_first,
+            "is_terminal": zeros.astype(bool)}, corner  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
+def test_on_a_moving_square_the_trained_map_peaks_on_the_square():
+    """The map, trained only through the world model's losses (with its entropy term, loss.attention_entropy),
+    peaks at ≥ 5× the uniform value, and its peak lies on the square in every frame after the first."""
+    from aime_agent.world_model import make_optimizer, train_step
+
+    cfg = preset("tiny", **{"model.attention_schema": True, "loss.attention_entropy": 0.1, "train.batch_size": 8})
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    model = WorldModel(cfg, 1)
+    optimizer = make_optimizer(model, cfg)
+    for _ in range(300):
+        train_step(model, optimizer, moving_square(rng, 8, 8)[0])
+    batch, corner = moving_square(np.random.default_rng(99), 16, 8)
+    with torch.no_grad():
+        att = model.observe(model.preprocess(batch))["attention_attention"][:, 1:].numpy()  # (16, 7, 256)
+    peak = att.argmax(-1)
+    cell = np.stack([peak // 16, peak % 16], -1) * 4  # the peak cell's top-left pixel (16, 7, 2)
+    on_square = ((cell + 4 > corner[:, 1:]) & (cell < corner[:, 1:] + 8)).all(-1)  # the 4×4 cell overlaps it
+    assert att.max(-1).mean() * 256 >= 5.0
+    assert on_square.mean() >= 0.9

@@ -24,11 +24,13 @@ from aime_agent.attention_schema.slot_attention import SlotAttention, diversity_
 
 class AttentionSchema(nn.Module):
     def __init__(self, channels: int, deter: int, num_slots: int = 4, dim: int = 32, iters: int = 2,
-                 precision: float = 0.5, hidden: int = 64, side: int = 16):  # fmt: skip
+                 precision: float = 0.5, hidden: int = 64, side: int = 16, fusion: str = "mixture"):  # fmt: skip
         super().__init__()
         if not 0.0 <= precision <= 1.0:
             raise ValueError(f"attention precision β must lie in [0, 1], got {precision}")
-        self.side, self.precision, self.num_slots, self.dim = side, precision, num_slots, dim
+        if fusion not in ("mixture", "logsumexp"):
+            raise ValueError(f"attention fusion must be 'mixture' or 'logsumexp', got {fusion!r}")
+        self.side, self.precision, self.num_slots, self.dim, self.fusion = side, precision, num_slots, dim, fusion
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, side), torch.linspace(-1, 1, side), indexing="ij")
         self.register_buffer("grid", torch.stack([ys, xs], -1).view(1, side * side, 2), persistent=False)
         self.to_tokens = nn.Linear(channels + 2, dim)
@@ -38,6 +40,7 @@ class AttentionSchema(nn.Module):
         # a learned inverse temperature of the fused map: slot logits start near 0 (a near-uniform map), and the
         # map can only sharpen as far as their range allows
         self.log_sharpness = nn.Parameter(torch.zeros(()))
+        self.salience = nn.Linear(dim, 1)  # mixture fusion: which slot the schema attends to
 
     def forward(self, fmap: Tensor, h_prev: Tensor) -> dict[str, Tensor]:
         """fmap (N, C, S, S), h_prev (N, H) → weighted map (N, C, S, S), attention (N, S·S), slots (N, K, D),
@@ -49,7 +52,13 @@ class AttentionSchema(nn.Module):
         k = self.slots.to_k(self.slots.norm_inputs(tokens))  # (N, S·S, D)
         q = self.slots.to_q(self.slots.norm_slots(slots))  # (N, K, D)
         logits = torch.einsum("bnd,bkd->bkn", k, q) / self.dim**0.5  # (N, K, S·S)
-        attention = (torch.logsumexp(logits, 1) * self.log_sharpness.exp()).softmax(-1)  # (N, S·S): fused
+        if self.fusion == "mixture":
+            masks = logits.softmax(1)  # (N, K, S·S): the slots compete for each position
+            masks = masks / masks.sum(-1, keepdim=True)  # each slot's spatial distribution
+            salience = self.salience(slots).squeeze(-1).softmax(-1)  # (N, K)
+            attention = torch.einsum("bk,bkn->bn", salience, masks)  # (N, S·S): fused
+        else:
+            attention = (torch.logsumexp(logits, 1) * self.log_sharpness.exp()).softmax(-1)  # (N, S·S): fused
         weights = 1.0 - self.precision + self.precision * attention * attention.shape[-1]
         weighted = fmap * weights.view(n, 1, self.side, self.side)
         return {"fmap": weighted, "attention": attention, "slots": slots, "prior_logits": self.prior(h_prev)}
@@ -67,3 +76,15 @@ class AttentionSchema(nn.Module):
         """Mean entropy of the maps over the uniform map's, log(S·S): 1 is uniform, 0 one position."""
         entropy = -(attention * attention.clamp_min(1e-12).log()).sum(-1)
         return entropy.mean() / torch.log(torch.tensor(float(attention.shape[-1])))
+
+
+def attention_overlay(frames: Tensor, attention: Tensor, alpha: float = 0.6) -> Tensor:
+    """Frames (T, 3, S, S) in [0, 1] and maps (T, P·P) → the frames with each map, scaled to its own peak and
+    upsampled (nearest) to S×S, blended in as red: (T, 3, S, S) in [0, 1], for TensorBoard."""
+    t, side = attention.shape[0], int(attention.shape[-1] ** 0.5)
+    heat = attention.view(t, 1, side, side)
+    heat = heat / heat.amax((2, 3), keepdim=True).clamp_min(1e-12)
+    heat = F.interpolate(heat, size=frames.shape[-2:], mode="nearest")  # (T, 1, S, S) in [0, 1]
+    red = torch.zeros_like(frames)
+    red[:, 0] = 1.0
+    return ((1 - alpha * heat) * frames + alpha * heat * red).clamp(0, 1)

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from aime_agent.attention_schema import AttentionSchema
 from aime_agent.config import AIMEConfig
 from aime_agent.encoder_decoder import ContinueHead, ConvDecoder, ConvEncoder, PixelStandardizer, RewardHead
+from aime_agent.encoder_decoder.perceptual import LPIPS
 from aime_agent.generative_prior import DiagGaussian, GaussianHead, make_prior
 from aime_agent.perceiver_io import CausalPerceiverIO
 from aime_agent.temporal_dynamics import make_cell
@@ -97,8 +98,13 @@ class WorldModel(nn.Module):
         self.schema = None
         if m.attention_schema:  # pillar 4: attention on the encoder's 16×16 map, seeded from h_{t−1}
             self.schema = AttentionSchema(self.encoder.map_channels, m.deter, m.attention_slots, m.attention_dim,
-                                          m.attention_iters, m.attention_precision, m.hidden)  # fmt: skip
+                                          m.attention_iters, m.attention_precision, m.hidden,
+                                          fusion=m.attention_fusion)  # fmt: skip
         self.feat_dim = m.deter + m.stoch
+        # the frozen LPIPS network sits outside the module tree: no parameters to train or save (~10 MB)
+        self._perceptual = None
+        if config.loss.perceptual > 0:
+            self._perceptual = [LPIPS(config.loss.perceptual_weights or None, config.loss.perceptual_pretrained)]
         self.decoder = ConvDecoder(self.feat_dim, m.cnn_depth, m.res_blocks, m.image_size)
         self.reward_head = RewardHead(self.feat_dim, m.hidden, m.reward_head_layers, m.reward_bins)
         self.cont_head = ContinueHead(self.feat_dim, m.hidden, m.cont_head_layers)
@@ -347,11 +353,18 @@ class WorldModel(nn.Module):
             terms["attention_prior"] = cfg.attention_prior * attention_kl
             terms["attention_diversity"] = cfg.attention_diversity * diversity
             total = total + terms["attention_prior"] + terms["attention_diversity"]
+            if cfg.attention_entropy > 0:
+                terms["attention_entropy"] = cfg.attention_entropy * AttentionSchema.entropy_ratio(flat["attention"])
+                total = total + terms["attention_entropy"]
         if perceived is not None:
             token_ce, token_accuracy = self.perceiver.token_loss(perceived, is_first)
             terms["perceiver_tokens"] = cfg.perceiver_loss * token_ce
             terms["perceiver_vq"] = cfg.perceiver_loss * (perceived["commit"] + perceived["recon_mse"])
             total = total + terms["perceiver_tokens"] + terms["perceiver_vq"]
+        if cfg.perceptual > 0:  # LPIPS on frames in [−1, 1]
+            lpips = self._perceptual[0].to(decoded.device)
+            terms["perceptual"] = cfg.perceptual * lpips(2 * decoded.float(), 2 * targets.float()).mean()
+            total = total + terms["perceptual"]
         if cfg.adversarial > 0:
             if adversary is None:
                 raise ValueError("loss.adversarial > 0 needs the discriminator: pass adversary= (make_adversary)")
@@ -385,12 +398,14 @@ class WorldModel(nn.Module):
 
     @property
     def loss_terms(self) -> tuple[str, ...]:
-        """The names of this model's loss terms: LOSS_TERMS, the Perceiver's two when ``model.perceiver``, and
-        ``adversarial`` when ``loss.adversarial`` > 0."""
+        """The names of this model's loss terms: LOSS_TERMS, the schema's with ``model.attention_schema``, the
+        Perceiver's two with ``model.perceiver``, ``perceptual`` and ``adversarial`` when their weights are > 0."""
         perceiver = ("perceiver_tokens", "perceiver_vq") if self.perceiver is not None else ()
         schema = ("attention_prior", "attention_diversity") if self.schema is not None else ()
-        adversarial = ("adversarial",) if self.config.loss.adversarial > 0 else ()
-        return self.LOSS_TERMS + schema + perceiver + adversarial
+        schema += ("attention_entropy",) if schema and self.config.loss.attention_entropy > 0 else ()
+        loss = self.config.loss
+        decoded = ("perceptual",) * (loss.perceptual > 0) + ("adversarial",) * (loss.adversarial > 0)
+        return self.LOSS_TERMS + schema + perceiver + decoded
 
     @staticmethod
     def representation(out: Mapping) -> list[Tensor]:
