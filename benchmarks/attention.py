@@ -32,11 +32,8 @@ from envs.fileio import atomic_write_text
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
 STRENGTH = 0.5
-DATASETS = {
-    "plain": (ROOT / "data" / "cartpole-swingup-random-100.h5", {}),
-    "distractors": (ROOT / "data" / f"cartpole-swingup-distractors{STRENGTH}-random-100.h5",
-                    {"distractors": STRENGTH}),
-}  # fmt: skip
+DATASETS = {"plain": ("cartpole-swingup-random-100.h5", {}),
+            "distractors": (f"cartpole-swingup-distractors{STRENGTH}-random-100.h5", {"distractors": STRENGTH})}
 SCHEMA = {"model.attention_schema": True}
 HORIZONS = (1, 5, 15, 45)
 
@@ -106,6 +103,9 @@ def main(argv=None) -> None:
     parser.add_argument("--overrides", nargs="*", default=[], help="extra key=value config overrides, schema on")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--note", default="")
+    parser.add_argument("--data-dir", type=Path, default=ROOT / "data", help="where the two datasets are (made)")
+    parser.add_argument("--episodes", type=int, default=100, help="episodes per dataset, when one is made")
+    parser.add_argument("--max-env-steps", type=int, default=None, help="episode length, when a dataset is made")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "attention")
     args = parser.parse_args(argv)
@@ -114,9 +114,10 @@ def main(argv=None) -> None:
     from aime_agent.cli import parse_overrides
 
     schema = {**SCHEMA, **parse_overrides(args.overrides)}
-    for name in args.datasets:
-        path, options = DATASETS[name]
-        ensure_dataset(path, 100, **options)
+    paths = {name: args.data_dir / DATASETS[name][0] for name in DATASETS}
+    for name in args.datasets if args.part == "world_model" else ["plain"]:
+        length = {} if args.max_env_steps is None else {"max_env_steps": args.max_env_steps}
+        ensure_dataset(paths[name], args.episodes, **DATASETS[name][1], **length)
     path = args.out / "attention.json"
     results = json.loads(path.read_text()) if path.exists() else {}
 
@@ -126,7 +127,7 @@ def main(argv=None) -> None:
         atomic_write_text(args.out / "attention.md", report(results))
 
     if args.part == "cost":
-        rows = interleaved_update_times(args.preset, {"off": {}, "on": schema}, DATASETS["plain"][0], args.rounds, 5,
+        rows = interleaved_update_times(args.preset, {"off": {}, "on": schema}, paths["plain"], args.rounds, 5,
                                         "off")  # fmt: skip
         results["cost"] = {"rows": rows, "preset": args.preset, "rounds": args.rounds, "overrides": schema,
                            "machine": describe(), "note": args.note}  # fmt: skip
@@ -139,7 +140,7 @@ def main(argv=None) -> None:
                     continue
                 logdir = args.runs / f"{args.preset}-{name}-{variant}-s{seed}"
                 extra = map_statistics if variant == "on" else None
-                result = train_and_evaluate(DATASETS[name][0], args.preset, overrides, seed, args.updates, logdir,
+                result = train_and_evaluate(paths[name], args.preset, overrides, seed, args.updates, logdir,
                                             extra=extra)  # fmt: skip
                 results.setdefault("world_model", {})[key] = {**result, "overrides": overrides}
                 save()  # partial results as each run finishes

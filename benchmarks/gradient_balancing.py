@@ -16,6 +16,7 @@ The tasks of the quality and cost parts: image (reconstruction), latent (both KL
 
     python benchmarks/gradient_balancing.py --part synthetic
     python benchmarks/gradient_balancing.py --part cost --rounds 5
+    python benchmarks/gradient_balancing.py --part cost_perceptual
     python benchmarks/gradient_balancing.py --part quality --updates 2000 --seeds 0 1 2
 """
 
@@ -51,6 +52,14 @@ CONFIGS = {
     "sum/parameters": {"mtl.combiner": "sum", "mtl.jacobian": "parameters", "mtl.tasks": TASKS},
     "rgb_projected/parameters": {"mtl.combiner": "rgb_projected", "mtl.jacobian": "parameters", "mtl.tasks": TASKS},
 }
+# the LPIPS term's cost (a randomly initialised backbone costs what the real one does; quality needs the real weights)
+PERCEPTUAL = {"loss.perceptual": 0.1, "loss.perceptual_pretrained": False}
+PERCEPTUAL_CONFIGS = {
+    "sum/none": CONFIGS["sum/none"],
+    "sum/none + LPIPS": {**CONFIGS["sum/none"], **PERCEPTUAL},
+    "rgb_projected/representation + LPIPS": {**CONFIGS["rgb_projected/representation"], **PERCEPTUAL,
+                                             "mtl.tasks": TASKS + ",perceptual=perceptual"},
+}  # fmt: skip
 QUALITY = [
     "sum/representation",
     "rgb/representation",
@@ -133,6 +142,17 @@ def report(results: dict) -> str:
         for name, row in c["rows"].items():
             lines.append(f"| {name} | {row['update_s']:.3f} | {row['ratio']:.2f} |")
         lines.append("")
+    if "cost_perceptual" in results:
+        c = results["cost_perceptual"]
+        lines += ["## Cost of the LPIPS term (`loss.perceptual`)", "",
+                  f"Preset `{c['preset']}`, {c['rounds']} interleaved rounds of {c['updates']} updates, median; "
+                  f"{c['machine']['cpu']}, {c['machine']['torch_threads']} torch threads, torch "
+                  f"{c['machine']['torch']}, {c['machine']['date']}; AlexNet randomly initialised (the same "
+                  f"arithmetic as the real weights). {c.get('note', '')}", "",
+                  "| config | s per update | × sum/none |", "|---|---:|---:|"]  # fmt: skip
+        for name, row in c["rows"].items():
+            lines.append(f"| {name} | {row['update_s']:.3f} | {row['ratio']:.2f} |")
+        lines.append("")
     if results.get("quality"):
         lines += ["## World-model quality at equal updates", "",
                   "Held-out open-loop MSE after 5 context frames (lower is better), reconstruction PSNR, and the "
@@ -153,7 +173,7 @@ def report(results: dict) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=["synthetic", "cost", "quality"], required=True)
+    parser.add_argument("--part", choices=["synthetic", "cost", "cost_perceptual", "quality"], required=True)
     parser.add_argument("--preset", default="small")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--updates", type=int, default=10, help="cost: updates per round; quality: per seed")
@@ -172,6 +192,11 @@ def main(argv=None) -> None:
         rows = interleaved_update_times(args.preset, CONFIGS, args.data, args.rounds, args.updates, "sum/none")
         results["cost"] = {"rows": rows, "preset": args.preset, "rounds": args.rounds, "updates": args.updates,
                            "machine": describe(), "note": args.note}  # fmt: skip
+    elif args.part == "cost_perceptual":
+        rows = interleaved_update_times(args.preset, PERCEPTUAL_CONFIGS, args.data, args.rounds, args.updates,
+                                        "sum/none")  # fmt: skip
+        results["cost_perceptual"] = {"rows": rows, "preset": args.preset, "rounds": args.rounds,
+                                      "updates": args.updates, "machine": describe(), "note": args.note}  # fmt: skip
     else:
         quality(args, results)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,4 @@
-"""benchmarks/gradient_balancing.py and benchmarks/perceiver.py run end to end at tiny sizes (not their numbers)."""
+"""The pillar benchmarks (gradient_balancing, perceiver, attention) run end to end at tiny sizes (not their numbers)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,30 @@ def test_gradient_balancing_parts_write_their_tables(tmp_path, dataset):
     assert set(results["cost"]["rows"]) == set(gradient_balancing.CONFIGS)
     assert results["cost"]["rows"]["sum/none"]["ratio"] == 1.0
     assert "| rgb/e^±3 |" in (tmp_path / "gradient_balancing.md").read_text()
+    gradient_balancing.main(["--part", "cost_perceptual", "--preset", "tiny", "--rounds", "1", "--updates", "1",
+                             "--data", str(dataset), "--out", str(tmp_path)])  # fmt: skip
+    rows = json.loads((tmp_path / "gradient_balancing.json").read_text())["cost_perceptual"]["rows"]
+    assert set(rows) == set(gradient_balancing.PERCEPTUAL_CONFIGS) and rows["sum/none + LPIPS"]["update_s"] > 0
+    assert "Cost of the LPIPS term" in (tmp_path / "gradient_balancing.md").read_text()
+
+
+def test_attention_benchmark_measures_maps_on_both_datasets_and_times(tmp_path, dataset):
+    import attention
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / attention.DATASETS["plain"][0]).symlink_to(dataset)
+    common = ["--preset", "tiny", "--data-dir", str(data), "--episodes", "3", "--max-env-steps", "120",
+              "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]  # fmt: skip
+    attention.main(["--part", "world_model", "--updates", "2", "--seeds", "0", *common])
+    attention.main(["--part", "cost", "--rounds", "1", *common])
+    results = json.loads((tmp_path / "attention.json").read_text())
+    assert set(results["world_model"]) == {f"{d}/{v}/seed0" for d in ("plain", "distractors") for v in ("off", "on")}
+    on = results["world_model"]["distractors/on/seed0"]
+    assert 0 < on["map_entropy_ratio"] <= 1 and on["map_peak_over_uniform"] >= 1
+    assert "map_entropy_ratio" not in results["world_model"]["plain/off/seed0"]
+    assert results["cost"]["rows"]["off"]["ratio"] == 1.0 and "| distractors | on | seed0 |" in (
+        tmp_path / "attention.md").read_text()  # fmt: skip
 
 
 def test_perceiver_benchmark_trains_generates_and_times(tmp_path, dataset):
