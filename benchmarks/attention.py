@@ -32,8 +32,10 @@ from envs.fileio import atomic_write_text
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
 STRENGTH = 0.5
-DATASETS = {"plain": ("cartpole-swingup-random-100.h5", {}),
-            "distractors": (f"cartpole-swingup-distractors{STRENGTH}-random-100.h5", {"distractors": STRENGTH})}
+DATASETS = {
+    "plain": ("cartpole-swingup-random-100.h5", {}),
+    "distractors": (f"cartpole-swingup-distractors{STRENGTH}-random-100.h5", {"distractors": STRENGTH}),
+}
 SCHEMA = {"model.attention_schema": True}
 HORIZONS = (1, 5, 15, 45)
 
