@@ -102,8 +102,8 @@ def quality(args, results: dict) -> None:
 
     ensure_dataset(args.data, 100)
     runs = results.setdefault("quality", {})
-    for name in args.configs or QUALITY:
-        for seed in args.seeds:
+    for seed in args.seeds:  # seed-major: a partial run still compares every config on the same seeds
+        for name in args.configs or QUALITY:
             key = f"{name}/seed{seed}"
             if runs.get(key, {}).get("updates") == args.updates:
                 continue
