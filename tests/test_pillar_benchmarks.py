@@ -72,7 +72,9 @@ def test_perceiver_benchmark_trains_generates_and_times(tmp_path, dataset):
     results = json.loads((tmp_path / "perceiver.json").read_text())
     run = results["tokens"]["seed0"]
     assert (
-        run["updates"] == 2 and 0 <= run["token_accuracy"] <= 1 and set(run["generated_mse"]) == set(run["copy_tokens_mse"]) == {"1", "5", "15", "45"}
+        run["updates"] == 2
+        and 0 <= run["token_accuracy"] <= 1
+        and set(run["generated_mse"]) == set(run["copy_tokens_mse"]) == {"1", "5", "15", "45"}
     )
     assert results["cost"]["rows"]["off"]["ratio"] == 1.0 and results["cost"]["rows"]["on"]["update_s"] > 0
     assert "Next-frame tokens" in (tmp_path / "perceiver.md").read_text()
