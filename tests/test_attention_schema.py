@@ -135,3 +135,24 @@ def test_on_a_moving_square_the_trained_map_peaks_on_the_square():
     on_square = ((cell + 4 > corner[:, 1:]) & (cell < corner[:, 1:] + 8)).all(-1)  # the 4×4 cell overlaps it
     assert att.max(-1).mean() * 256 >= 5.0
     assert on_square.mean() >= 0.9
+
+
+def test_the_overlay_blends_each_map_in_red_at_its_peak_and_tensorboard_gets_the_maps(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from aime_agent import AIME
+    from aime_agent.attention_schema import attention_overlay
+
+    frames, maps = torch.zeros(2, 3, 64, 64), torch.zeros(2, 256)
+    maps[:, 17] = 1.0  # cell (1, 1): pixels 4..7
+    out = attention_overlay(frames, maps, alpha=0.6)
+    assert out.shape == frames.shape and torch.allclose(out[:, 0, 4:8, 4:8], torch.tensor(0.6))
+    assert out[:, 1:].abs().sum() == 0 and out[:, 0, :4].abs().sum() == 0
+    import envs
+
+    env = envs.make("cartpole-balance", render_quality="fast", max_env_steps=40, seed=0)
+    model = AIME("CnnPolicy", env, preset="tiny", seed=0, learning_starts=24, train_freq=4, image_every=2,
+                 tensorboard_log=str(tmp_path), attention_schema=True)  # fmt: skip
+    model.learn(40, log_interval=1)
+    (run,) = list(tmp_path.iterdir())
+    assert "images/attention" in EventAccumulator(str(run)).Reload().Tags()["images"]
