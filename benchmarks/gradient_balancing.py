@@ -1,6 +1,6 @@
 """Gradient balancing (pillar 5): conflicts on synthetic gradients, cost per update, world-model quality.
 
-Three parts, each writing its section of docs/benchmarks/gradient_balancing.{json,md}:
+Four parts, each writing its section of docs/benchmarks/gradient_balancing.{json,md}:
 
 * ``--part synthetic``: 200 random (4 × 64) task-gradient matrices per setting, norms spread over e^±s, every
   other draw with one task nearly opposed to another; how many draws give a direction with a negative cosine
@@ -11,6 +11,9 @@ Three parts, each writing its section of docs/benchmarks/gradient_balancing.{jso
 * ``--part quality``: each combiner trains the world model for ``--updates`` updates per seed
   (``benchmarks/world_model_quality.py``'s protocol: random-policy dataset, held-out open-loop MSE at
   h = 1/5/15/45); the conflict rate is the mean of ``train/mtl/conflict`` over training. Resumable.
+  With ``--wallclock``, at equal wall-clock instead: each config gets the updates that cost what ``--updates``
+  plain ones do, by the cost part's same-run ratios (run ``--part cost`` first).
+* ``--part cost_perceptual``: the LPIPS term's cost, as ``cost`` does it.
 
 The tasks of the quality and cost parts: image (reconstruction), latent (both KL terms), reward+continue.
 
@@ -18,6 +21,8 @@ The tasks of the quality and cost parts: image (reconstruction), latent (both KL
     python benchmarks/gradient_balancing.py --part cost --rounds 5
     python benchmarks/gradient_balancing.py --part cost_perceptual
     python benchmarks/gradient_balancing.py --part quality --updates 2000 --seeds 0 1 2
+    python benchmarks/gradient_balancing.py --part quality --wallclock --updates 2000 --seeds 0 1 2 \
+        --configs sum/representation rgb_projected/representation rgb_projected/parameters
 """
 
 from __future__ import annotations
@@ -101,16 +106,21 @@ def quality(args, results: dict) -> None:
     from world_model_quality import ensure_dataset, train_and_evaluate
 
     ensure_dataset(args.data, 100)
-    runs = results.setdefault("quality", {})
+    section = "quality_wallclock" if args.wallclock else "quality"
+    runs = results.setdefault(section, {})
     for seed in args.seeds:  # seed-major: a partial run still compares every config on the same seeds
         for name in args.configs or QUALITY:
+            updates = args.updates
+            if args.wallclock:  # the budget of `updates` plain updates, by the cost table's same-run ratios;
+                # a ratio below 1 is that table's noise (nothing costs less than one backward pass)
+                updates = round(args.updates / max(1.0, results["cost"]["rows"][name]["ratio"]))
             key = f"{name}/seed{seed}"
-            if runs.get(key, {}).get("updates") == args.updates:
+            if runs.get(key, {}).get("updates") == updates:
                 continue
-            logdir = args.runs / f"{args.preset}-{name.replace('/', '-')}-s{seed}"
-            res = train_and_evaluate(args.data, args.preset, CONFIGS[name], seed, args.updates, logdir)
+            logdir = args.runs / f"{args.preset}-{name.replace('/', '-')}-s{seed}{'-wallclock' * args.wallclock}"
+            res = train_and_evaluate(args.data, args.preset, CONFIGS[name], seed, updates, logdir)
             rate = conflict_rate(logdir) if CONFIGS[name]["mtl.jacobian"] != "none" else float("nan")  # no Jacobian
-            runs[key] = {**res, "conflict_rate": rate, "overrides": CONFIGS[name]}
+            runs[key] = {**res, "conflict_rate": rate, "overrides": CONFIGS[name], "budget_updates": args.updates}
             save(results, args.out)
             print(key, json.dumps(runs[key]), flush=True)
 
@@ -153,14 +163,19 @@ def report(results: dict) -> str:
         for name, row in c["rows"].items():
             lines.append(f"| {name} | {row['update_s']:.3f} | {row['ratio']:.2f} |")
         lines.append("")
-    if results.get("quality"):
-        lines += ["## World-model quality at equal updates", "",
+    for section, title in (("quality", "at equal updates"), ("quality_wallclock", "at equal wall-clock")):
+        if not results.get(section):
+            continue
+        why = (" Each config gets the updates that cost what the budget's plain updates do, by the cost table's "
+               "same-run ratios (ratios below 1 count as 1: nothing is cheaper than one backward pass)."
+               if section == "quality_wallclock" else "")  # fmt: skip
+        lines += [f"## World-model quality {title}", "",
                   "Held-out open-loop MSE after 5 context frames (lower is better), reconstruction PSNR, and the "
-                  "share of updates whose direction conflicted with a task; mean over seeds.", "",
+                  f"share of updates whose direction conflicted with a task; mean over seeds.{why}", "",
                   "| combiner | seeds | updates | h=1 | h=5 | h=15 | h=45 | PSNR dB | conflict rate |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
         groups: dict[str, list[dict]] = {}
-        for key, run in results["quality"].items():
+        for key, run in results[section].items():
             groups.setdefault(key.rsplit("/seed", 1)[0], []).append(run)
         for name, runs in groups.items():
             mse = [np.mean([r["open_loop_mse"][str(h)] for r in runs]) for h in (1, 5, 15, 45)]
@@ -168,6 +183,7 @@ def report(results: dict) -> str:
             rate = np.mean([r["conflict_rate"] for r in runs])
             lines.append(f"| {name} | {len(runs)} | {runs[0]['updates']} | " + " | ".join(f"{m:.5f}" for m in mse)
                          + f" | {psnr:.1f} | {rate:.2f} |")  # fmt: skip
+        lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -179,6 +195,7 @@ def main(argv=None) -> None:
     parser.add_argument("--updates", type=int, default=10, help="cost: updates per round; quality: per seed")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--configs", nargs="+", choices=list(CONFIGS), help="quality: which configs")
+    parser.add_argument("--wallclock", action="store_true", help="quality: equal wall-clock (from the cost table)")
     parser.add_argument("--note", default="", help="cost: a note printed beside the machine (e.g. the load)")
     parser.add_argument("--data", type=Path, default=ROOT / "data" / "cartpole-swingup-random-100.h5")
     parser.add_argument("--out", type=Path, default=OUT)

@@ -41,6 +41,14 @@ def test_gradient_balancing_parts_write_their_tables(tmp_path, dataset):
     rows = json.loads((tmp_path / "gradient_balancing.json").read_text())["cost_perceptual"]["rows"]
     assert set(rows) == set(gradient_balancing.PERCEPTUAL_CONFIGS) and rows["sum/none + LPIPS"]["update_s"] > 0
     assert "Cost of the LPIPS term" in (tmp_path / "gradient_balancing.md").read_text()
+    gradient_balancing.main(["--part", "quality", "--wallclock", "--preset", "tiny", "--updates", "4", "--seeds", "0",
+                             "--configs", "sum/none", "sum/parameters", "--data", str(dataset), "--out", str(tmp_path),
+                             "--runs", str(tmp_path / "runs")])  # fmt: skip
+    results = json.loads((tmp_path / "gradient_balancing.json").read_text())
+    ratio = max(1.0, results["cost"]["rows"]["sum/parameters"]["ratio"])
+    assert results["quality_wallclock"]["sum/none/seed0"]["updates"] == 4
+    assert results["quality_wallclock"]["sum/parameters/seed0"]["updates"] == round(4 / ratio)
+    assert "at equal wall-clock" in (tmp_path / "gradient_balancing.md").read_text()
 
 
 def test_attention_benchmark_measures_maps_on_both_datasets_and_times(tmp_path, dataset):
