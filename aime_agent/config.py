@@ -76,6 +76,9 @@ class LossConfig:
     # weight of the map's entropy over log(256) (attention as a limited resource: the map must concentrate, and
     # the reconstruction decides where); 0 leaves the map's sharpness to the reconstruction alone
     attention_entropy: float = 0.1
+    # ... applied as a hinge above this entropy ratio (0: plain entropy minimisation, which collapsed the map
+    # onto one position on cartpole; docs/investigations/attention_schema.md)
+    attention_entropy_target: float = 0.5
     perceiver_loss: float = 1.0  # weight of the Perceiver's next-frame token cross-entropy and its VQ losses
     kl_dyn: float = 0.5  # weight of KL(sg(q) ‖ p): trains the prior
     kl_rep: float = 0.1  # weight of KL(q ‖ sg(p)): trains the posterior
@@ -286,6 +289,7 @@ LEGACY: dict[str, dict[str, Any]] = {
         **{f.name: f.default for f in dataclasses.fields(LossConfig)
            if f.name.startswith(("adversarial", "perceiver", "perceptual", "attention"))},
         "attention_entropy": 0.0,
+        "attention_entropy_target": 0.0,
     },
 }  # fmt: skip
 

@@ -38,6 +38,22 @@ def test_the_mixture_is_the_salience_weighted_mean_of_the_slot_masks():
     assert torch.allclose(att, torch.full_like(att, 1 / 256))
 
 
+def test_the_entropy_hinge_stops_at_its_target():
+    uniform, one_hot = torch.full((1, 256), 1 / 256), torch.eye(256)[:1]
+    half = torch.zeros(1, 256)
+    half[0, :16] = 1 / 16  # entropy log 16 = ½ log 256
+    assert AttentionSchema.entropy_excess(uniform, 0.5).item() == pytest.approx(0.5)
+    assert AttentionSchema.entropy_excess(one_hot, 0.5).item() == 0.0
+    assert AttentionSchema.entropy_excess(half, 0.5).item() == pytest.approx(0.0, abs=1e-6)
+    assert AttentionSchema.entropy_excess(torch.cat([uniform, half]), 0.25).item() == pytest.approx((0.75 + 0.25) / 2)
+    sharp = torch.zeros(1, 256)
+    sharp[0, :4] = 30.0  # ~uniform over 4 cells: ratio ¼, below the target
+    for logits, moves in ((sharp, False), (torch.randn(1, 256) * 0.1, True)):
+        logits.requires_grad_(True)
+        (grad,) = torch.autograd.grad(AttentionSchema.entropy_excess(logits.softmax(-1), 0.5), logits)
+        assert (grad.abs().sum() > 0) == moves
+
+
 def test_the_entropy_term_joins_the_attention_task_only_when_weighted():
     on = WorldModel(preset("tiny", **{"model.attention_schema": True, "loss.attention_entropy": 0.1}), 1)
     off = WorldModel(preset("tiny", **{"model.attention_schema": True, "loss.attention_entropy": 0.0}), 1)

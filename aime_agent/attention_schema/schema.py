@@ -72,6 +72,16 @@ class AttentionSchema(nn.Module):
         return kl, diversity_penalty(out["slots"])
 
     @staticmethod
+    def entropy_excess(attention: Tensor, target: float) -> Tensor:
+        """Mean over rows of max(0, H(A)/log(S·S) − target): (N, S·S) → scalar. A hinge, as SAC's target
+        entropy: it makes each map concentrate until its entropy ratio reaches ``target`` and no further, so a
+        map cannot collapse onto one position (where the softmax's gradient vanishes and the reconstruction
+        can no longer move it)."""
+        entropy = -(attention * attention.clamp_min(1e-12).log()).sum(-1)
+        ratio = entropy / torch.log(torch.tensor(float(attention.shape[-1])))
+        return (ratio - target).clamp_min(0.0).mean()
+
+    @staticmethod
     def entropy_ratio(attention: Tensor) -> Tensor:
         """Mean entropy of the maps over the uniform map's, log(S·S): 1 is uniform, 0 one position."""
         entropy = -(attention * attention.clamp_min(1e-12).log()).sum(-1)

@@ -354,7 +354,8 @@ class WorldModel(nn.Module):
             terms["attention_diversity"] = cfg.attention_diversity * diversity
             total = total + terms["attention_prior"] + terms["attention_diversity"]
             if cfg.attention_entropy > 0:
-                terms["attention_entropy"] = cfg.attention_entropy * AttentionSchema.entropy_ratio(flat["attention"])
+                excess = AttentionSchema.entropy_excess(flat["attention"], cfg.attention_entropy_target)
+                terms["attention_entropy"] = cfg.attention_entropy * excess
                 total = total + terms["attention_entropy"]
         if perceived is not None:
             token_ce, token_accuracy = self.perceiver.token_loss(perceived, is_first)
