@@ -123,16 +123,23 @@ def main(argv=None) -> None:
     path = args.out / "attention.json"
     results = json.loads(path.read_text()) if path.exists() else {}
 
+    mine: dict = {}  # what this process measured: merged into the file as it is now, so that two processes
+    # running different seeds (one per core) keep each other's runs
+
     def save():
         args.out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, json.dumps(results, indent=1) + "\n")
-        atomic_write_text(args.out / "attention.md", report(results))
+        merged = json.loads(path.read_text()) if path.exists() else {}
+        merged.setdefault("world_model", {}).update(mine.get("world_model", {}))
+        merged.update({k: v for k, v in mine.items() if k != "world_model"})
+        results.update(merged)
+        atomic_write_text(path, json.dumps(merged, indent=1) + "\n")
+        atomic_write_text(args.out / "attention.md", report(merged))
 
     if args.part == "cost":
         rows = interleaved_update_times(args.preset, {"off": {}, "on": schema}, paths["plain"], args.rounds, 5,
                                         "off")  # fmt: skip
-        results["cost"] = {"rows": rows, "preset": args.preset, "rounds": args.rounds, "overrides": schema,
-                           "machine": describe(), "note": args.note}  # fmt: skip
+        mine["cost"] = {"rows": rows, "preset": args.preset, "rounds": args.rounds, "overrides": schema,
+                        "machine": describe(), "note": args.note}  # fmt: skip
         save()
     for seed in args.seeds if args.part == "world_model" else []:
         for name in args.datasets:
@@ -144,7 +151,8 @@ def main(argv=None) -> None:
                 extra = map_statistics if variant == "on" else None
                 result = train_and_evaluate(paths[name], args.preset, overrides, seed, args.updates, logdir,
                                             extra=extra)  # fmt: skip
-                results.setdefault("world_model", {})[key] = {**result, "overrides": overrides}
+                run = {**result, "overrides": overrides}
+                results.setdefault("world_model", {})[key] = mine.setdefault("world_model", {})[key] = run
                 save()  # partial results as each run finishes
     print(report(results))
 
