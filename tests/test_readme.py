@@ -42,8 +42,9 @@ def run_blocks(guide: Path) -> list[str]:
 def test_multi_task_guide_snippets_run():
     """docs/multi_task_learning.md: every Python block runs as written."""
     outputs = run_blocks(README.parent / "docs" / "multi_task_learning.md")
-    assert len(outputs) == 3
+    assert len(outputs) == 4
     assert "rgb_projected" in outputs[0] and "['elbo', 'adversarial']" in outputs[2]
+    assert "tensor([0., 0.]) tensor([True, True])" in outputs[3]  # LPIPS: zero for identical images
 
 
 def test_perceiver_guide_snippets_run():
