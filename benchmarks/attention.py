@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from machine import describe
-from update_timing import interleaved_update_times
+from update_timing import cost_table, interleaved_update_times
 
 from envs.fileio import atomic_write_text
 
@@ -89,11 +89,8 @@ def report(results: dict) -> str:
         c = results["cost"]
         lines += ["## Cost per world-model update", "",
                   f"`{c['preset']}`, {c['rounds']} interleaved rounds of 5 updates, median; {c['machine']['cpu']}, "
-                  f"{c['machine']['torch_threads']} torch threads. {c.get('note', '')}", "",
-                  "| model.attention_schema | s per update | × off |", "|---|---:|---:|"]  # fmt: skip
-        for name, row in c["rows"].items():
-            lines.append(f"| {name} | {row['update_s']:.3f} | {row['ratio']:.2f} |")
-        lines.append("")
+                  f"{c['machine']['torch_threads']} torch threads. {c.get('note', '')}", ""]  # fmt: skip
+        lines += cost_table(c["rows"], "model.attention_schema", "off")
     return "\n".join(lines) + "\n"
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from machine import describe
-from update_timing import interleaved_update_times
+from update_timing import cost_table, interleaved_update_times
 
 from envs.fileio import atomic_write_text
 
@@ -147,22 +147,16 @@ def report(results: dict) -> str:
         lines += ["## Cost per world-model update", "",
                   f"Preset `{c['preset']}`, {c['rounds']} interleaved rounds of {c['updates']} updates, median; "
                   f"{c['machine']['cpu']}, {c['machine']['torch_threads']} torch threads, torch "
-                  f"{c['machine']['torch']}, {c['machine']['date']}. {c.get('note', '')}", "",
-                  "| combiner / Jacobian | s per update | × sum (one backward pass) |", "|---|---:|---:|"]  # fmt: skip
-        for name, row in c["rows"].items():
-            lines.append(f"| {name} | {row['update_s']:.3f} | {row['ratio']:.2f} |")
-        lines.append("")
+                  f"{c['machine']['torch']}, {c['machine']['date']}. {c.get('note', '')}", ""]  # fmt: skip
+        lines += cost_table(c["rows"], "combiner / Jacobian", "sum (one backward pass)")
     if "cost_perceptual" in results:
         c = results["cost_perceptual"]
         lines += ["## Cost of the LPIPS term (`loss.perceptual`)", "",
                   f"Preset `{c['preset']}`, {c['rounds']} interleaved rounds of {c['updates']} updates, median; "
                   f"{c['machine']['cpu']}, {c['machine']['torch_threads']} torch threads, torch "
                   f"{c['machine']['torch']}, {c['machine']['date']}; AlexNet randomly initialised (the same "
-                  f"arithmetic as the real weights). {c.get('note', '')}", "",
-                  "| config | s per update | × sum/none |", "|---|---:|---:|"]  # fmt: skip
-        for name, row in c["rows"].items():
-            lines.append(f"| {name} | {row['update_s']:.3f} | {row['ratio']:.2f} |")
-        lines.append("")
+                  f"arithmetic as the real weights). {c.get('note', '')}", ""]  # fmt: skip
+        lines += cost_table(c["rows"], "config", "sum/none")
     for section, title in (("quality", "at equal updates"), ("quality_wallclock", "at equal wall-clock")):
         if not results.get(section):
             continue

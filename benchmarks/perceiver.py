@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from machine import describe
-from update_timing import interleaved_update_times
+from update_timing import cost_table, interleaved_update_times
 
 from envs.fileio import atomic_write_text
 
@@ -132,11 +132,8 @@ def report(results: dict) -> str:
         c = results["cost"]
         lines += ["## Cost per world-model update", "",
                   f"`{c['preset']}`, {c['rounds']} interleaved rounds of 5 updates, median; {c['machine']['cpu']}, "
-                  f"{c['machine']['torch_threads']} torch threads. {c.get('note', '')}", "",
-                  "| model.perceiver | s per update | × off |", "|---|---:|---:|"]  # fmt: skip
-        for name, row in c["rows"].items():
-            lines.append(f"| {name} | {row['update_s']:.3f} | {row['ratio']:.2f} |")
-        lines.append("")
+                  f"{c['machine']['torch_threads']} torch threads. {c.get('note', '')}", ""]  # fmt: skip
+        lines += cost_table(c["rows"], "model.perceiver", "off")
     if results.get("world_model"):
         lines += ["## World-model open-loop quality with and without the context", "",
                   "| variant | seed | updates | " + " | ".join(f"h={h}" for h in HORIZONS) + " | PSNR dB |",

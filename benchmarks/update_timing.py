@@ -39,3 +39,10 @@ def interleaved_update_times(preset_name: str, configs: dict[str, dict], data_pa
                 times[name].append((time.perf_counter() - start) / updates)
     base = statistics.median(times[baseline])
     return {name: {"update_s": statistics.median(t), "ratio": statistics.median(t) / base} for name, t in times.items()}
+
+
+def cost_table(rows: dict[str, dict[str, float]], column: str, baseline: str) -> list[str]:
+    """Markdown lines of ``interleaved_update_times``' rows: name, seconds per update, ratio to ``baseline``."""
+    lines = [f"| {column} | s per update | × {baseline} |", "|---|---:|---:|"]
+    lines += [f"| {name} | {row['update_s']:.3f} | {row['ratio']:.2f} |" for name, row in rows.items()]
+    return lines + [""]
