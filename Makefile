@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup train test test-slow lint bench-envs bench-learning clean
+.PHONY: setup train test test-slow lint bench-envs bench-suite clean
 
 setup:
 	@VENV=$(VENV) scripts/bootstrap.sh
@@ -29,10 +29,10 @@ lint: setup
 bench-envs: setup
 	$(PY) benchmarks/env_throughput.py
 
-# Learning curves (hours on 2 cores; resumable: rerun to continue): LEARN_ARGS="--algo sac --seed 1" etc.
-LEARN_ARGS ?= --algo aime --env cartpole-swingup --seed 0
-bench-learning: setup
-	$(PY) benchmarks/learning.py $(LEARN_ARGS) && $(PY) benchmarks/learning.py --report
+# The benchmark suite (hours on 2 cores; resumable: rerun to continue): SUITE_ARGS="--tier 2", "--agents sac --seeds 1" etc.
+SUITE_ARGS ?= --tier 1
+bench-suite: setup
+	$(VENV)/bin/aime benchmark $(SUITE_ARGS) && $(VENV)/bin/aime benchmark --report
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache

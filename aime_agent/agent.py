@@ -12,7 +12,6 @@ any other keyword that names a config field (``deter=64``, ``actor_lr=1e-4``, ..
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import zipfile
 from collections import defaultdict
@@ -34,6 +33,7 @@ from aime_agent.policy import AIMEPolicy
 from aime_agent.pretrain import KIND as PRETRAIN_KIND
 from aime_agent.pretrain import image_strip
 from aime_agent.replay import NoWindowError, SequenceReplayBuffer
+from aime_agent.tensorboard_video import record_video
 from aime_agent.world_model import LatentState, train_step
 from envs.fileio import atomic_path
 
@@ -293,6 +293,9 @@ class AIME(OffPolicyAlgorithm):
             frames = (wm.decode(traj["feat"][:, 0]) + 0.5).clamp(0, 1)
             self.logger.record("images/imagination", Image(torch.cat(list(frames), -1), "CHW"),
                                exclude=("stdout", "log", "json", "csv"))  # fmt: skip
+            step = self.num_timesteps
+            record_video(self.logger, "videos/imagination", frames, step)  # (H, 3, S, S)
+            record_video(self.logger, "videos/open_loop", torch.cat([true[0], pred[0]], -1).clamp(0, 1), step)
             if wm.schema is not None:  # the fused attention maps over the window's frames
                 maps = wm.observe(wm.preprocess({k: v[:1] for k, v in batch.items()}))["attention_attention"][0, :8]
                 overlay = image_strip(true[0, :8], attention_overlay(true[0, :8], maps))
@@ -302,7 +305,7 @@ class AIME(OffPolicyAlgorithm):
 
     def _log_perceiver(self, batch: dict) -> None:
         """TensorBoard: the Perceiver's next-frame token predictions (decoded) under the tokenised truth, and a
-        rollout it generates from the window's first half (an image strip; a video too where moviepy is)."""
+        rollout it generates from the window's first half (an image strip and a video)."""
         perceiver, hidden = self.policy.world_model.perceiver, ("stdout", "log", "json", "csv")
         video = self.policy.world_model.preprocess(batch)["image"]  # (1, T, 3, S, S)
         training = perceiver.training
@@ -314,7 +317,6 @@ class AIME(OffPolicyAlgorithm):
             perceiver.train(training)
 
     def _record_perceiver(self, perceiver, video, hidden) -> None:
-        from stable_baselines3.common.logger import Video
 
         out = perceiver(video)
         shown = min(8, video.shape[1] - 1)
@@ -326,6 +328,5 @@ class AIME(OffPolicyAlgorithm):
         generated = perceiver.generate_autoregressive(video[:, :half], video.shape[1] - half)["frames"][0] + 0.5
         future = video[0, half:] + 0.5
         self.logger.record("images/perceiver_generation", Image(image_strip(future, generated), "CHW"), exclude=hidden)
-        if importlib.util.find_spec("moviepy") is not None:  # TensorBoard's add_video needs it
-            side_by_side = torch.cat([future, generated], -1).clamp(0, 1)[None]  # (1, T/2, 3, S, 2S)
-            self.logger.record("videos/perceiver_generation", Video(side_by_side, fps=4), exclude=hidden)
+        side_by_side = torch.cat([future, generated], -1).clamp(0, 1)  # (T/2, 3, S, 2S)
+        record_video(self.logger, "videos/perceiver_generation", side_by_side, self.num_timesteps)

@@ -10,7 +10,7 @@ reuse: one SAC ``CnnPolicy`` update (batch 256, 1 thread) went from 1351 ms to 8
 tuning guide reaches the same end by preloading jemalloc or tcmalloc; this needs no extra library.
 
 It changes the whole process's allocator, so the library never calls it on import: the entry points that
-own their process do (``aime train``/``pretrain``, ``benchmarks/learning.py``). The cost is a resident set that
+own their process do (``aime train``/``pretrain``, ``aime benchmark``). The cost is a resident set that
 does not shrink after a peak.
 """
 

@@ -197,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render-quality", choices=["paper", "fast"], default="fast")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     p.set_defaults(func=_cmd_evaluate)
+
+    from aime_agent.benchmark.suite import add_arguments
+    from aime_agent.benchmark.suite import main as benchmark
+
+    p = sub.add_parser("benchmark", help="agents × tasks × seeds on DMC pixels, resumable; --report for the tables")
+    add_arguments(p)
+    p.set_defaults(func=benchmark)
     return parser
 
 

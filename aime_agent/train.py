@@ -69,10 +69,12 @@ class AtomicCheckpoint(BaseCallback):
 def save_run(model, logdir: Path) -> None:
     """Replay first, then the model, each atomically (for any SB3 algorithm, not only ``AIME``): the newest
     model checkpoint never counts steps its replay lacks. A ``SequenceReplayBuffer`` appends only its new rows
-    to ``<logdir>/replay/``; any other buffer is pickled whole to ``replay.pkl``, as SB3 does."""
-    if isinstance(model.replay_buffer, SequenceReplayBuffer):
-        save_increment(model.replay_buffer, logdir / "replay")
-    else:
+    to ``<logdir>/replay/``; any other buffer is pickled whole to ``replay.pkl``, as SB3 does; an algorithm
+    without one (PPO) saves the model only."""
+    buffer = getattr(model, "replay_buffer", None)  # on-policy algorithms (PPO) have none
+    if isinstance(buffer, SequenceReplayBuffer):
+        save_increment(buffer, logdir / "replay")
+    elif buffer is not None:
         with atomic_path(logdir / "replay.pkl") as tmp:
             model.save_replay_buffer(tmp)
     with atomic_path(logdir / "checkpoint.zip") as tmp:
@@ -81,7 +83,7 @@ def save_run(model, logdir: Path) -> None:
 
 def load_run_replay(model, logdir: Path) -> bool:
     """Restore the replay ``save_run`` wrote to ``logdir`` into ``model``; False if there is none."""
-    if (logdir / "replay" / INDEX).exists() and isinstance(model.replay_buffer, SequenceReplayBuffer):
+    if (logdir / "replay" / INDEX).exists() and isinstance(getattr(model, "replay_buffer", None), SequenceReplayBuffer):
         load_increments(model.replay_buffer, logdir / "replay")
         return True
     if (logdir / "replay.pkl").exists():

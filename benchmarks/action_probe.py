@@ -83,7 +83,7 @@ def eval_episode(model, env) -> tuple[float, np.ndarray]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", type=Path, help="a learning.py run folder (checkpoint.zip and its replay)")
+    parser.add_argument("--checkpoint", type=Path, help="an `aime benchmark` run folder (checkpoint.zip, replay)")
     parser.add_argument("--train", type=int, default=0, help="agent steps per chunk of a fresh run")
     parser.add_argument("--chunks", type=int, default=8)
     parser.add_argument("--env", default="cartpole-balance")

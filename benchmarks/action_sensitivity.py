@@ -127,10 +127,9 @@ def load_world_model(path: Path, action_dim: int):
 
 
 def main(argv=None) -> None:
-    from learning import ACTION_REPEAT, parse_run  # the sibling script (benchmarks/ is on sys.path when run)
-
     import envs
     from aime_agent import AIME
+    from aime_agent.benchmark.runs import ACTION_REPEAT, parse_run
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, required=True, help="a run folder with checkpoint.zip")
@@ -139,7 +138,7 @@ def main(argv=None) -> None:
     parser.add_argument("--every", type=int, default=25, help="agent steps between branch points")
     parser.add_argument("--seed", type=int, default=777)
     parser.add_argument("--world-model", type=Path, help="branch this `aime pretrain` checkpoint instead")
-    parser.add_argument("--env", help="the task; default: read from the run folder's name (learning.py's naming)")
+    parser.add_argument("--env", help="the task; default: read from the run folder's name (the suite's naming)")
     args = parser.parse_args(argv)
     task = args.env or parse_run(args.checkpoint.name)[1]
     model = AIME.load(args.checkpoint / "checkpoint.zip", device="cpu")

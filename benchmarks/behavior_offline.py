@@ -11,7 +11,7 @@ model*, the actor-critic is at fault; if it does there but not in the env, the m
     python benchmarks/behavior_offline.py --data data/cartpole-balance-random-40.h5 --set gamma=0.99 horizon=15
 
 ``--checkpoint runs/learning/<run>`` instead takes the world model and replay of an online run (its
-``checkpoint.zip`` and replay, e.g. from ``benchmarks/learning.py``) and trains a fresh actor-critic
+``checkpoint.zip`` and replay, e.g. from ``aime benchmark``) and trains a fresh actor-critic
 on them, so behaviour settings can be compared on the data and model an online run really had.
 """
 
@@ -59,10 +59,10 @@ def pretrain(model, cache: Path, updates: int, rng: np.random.Generator) -> None
 
 
 def main(argv=None) -> None:
-    from learning import parse_run  # the sibling script (benchmarks/ is on sys.path when run)
     from stable_baselines3.common.evaluation import evaluate_policy
 
     from aime_agent import AIME
+    from aime_agent.benchmark.runs import parse_run
     from aime_agent.cli import parse_overrides
     from aime_agent.train import TrainSettings, load_run_replay, make_env
     from aime_agent.world_model import LatentState

@@ -34,9 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from machine import describe
 from update_timing import cost_table, interleaved_update_times
 
+from aime_agent.benchmark.machine import describe
 from envs.fileio import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,6 +117,11 @@ def quality(args, results: dict) -> None:
             key = f"{name}/seed{seed}"
             if runs.get(key, {}).get("updates") == updates:
                 continue
+            same = results.get("quality", {}).get(key, {})
+            if args.wallclock and same.get("updates") == updates:  # the budget buys what equal updates gave
+                runs[key] = same
+                save(results, args.out)
+                continue
             logdir = args.runs / f"{args.preset}-{name.replace('/', '-')}-s{seed}{'-wallclock' * args.wallclock}"
             res = train_and_evaluate(args.data, args.preset, CONFIGS[name], seed, updates, logdir)
             rate = conflict_rate(logdir) if CONFIGS[name]["mtl.jacobian"] != "none" else float("nan")  # no Jacobian
@@ -125,9 +130,26 @@ def quality(args, results: dict) -> None:
             print(key, json.dumps(runs[key]), flush=True)
 
 
+RUN_SECTIONS = ("quality", "quality_wallclock")  # one entry per run: merged, so two processes can fill them
+
+
 def save(results: dict, out: Path) -> None:
-    atomic_write_text(out / "gradient_balancing.json", json.dumps(results, indent=1) + "\n")
-    atomic_write_text(out / "gradient_balancing.md", report(results))
+    """Write ``results`` merged into the file as it is now: the runs another process (another seed, on the other
+    core) saved since this one started are kept."""
+    path = out / "gradient_balancing.json"
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    for key, value in results.items():
+        if key in RUN_SECTIONS:
+            merged.setdefault(key, {}).update(value)
+        else:
+            merged[key] = value
+    for key, value in merged.items():  # in place: callers hold references to the run sections
+        if key in RUN_SECTIONS:
+            results.setdefault(key, {}).update(value)
+        else:
+            results[key] = value
+    atomic_write_text(path, json.dumps(merged, indent=1) + "\n")
+    atomic_write_text(out / "gradient_balancing.md", report(merged))
 
 
 def report(results: dict) -> str:

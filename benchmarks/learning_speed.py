@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from machine import cpu_model
+from aime_agent.benchmark.machine import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"

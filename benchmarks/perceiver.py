@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from machine import describe
 from update_timing import cost_table, interleaved_update_times
 
+from aime_agent.benchmark.machine import describe
 from envs.fileio import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]

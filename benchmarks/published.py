@@ -13,7 +13,7 @@ What a value at milestone m means, per kind of log (both in env steps, as ours):
 * DrQ-v2, CURL and SAC log an **evaluation every 20k** env steps: the value is the last evaluation at or
   before m (their 50k is the 40k evaluation).
 
-``benchmarks/learning.py --report`` shows these beside our runs, labelled as published.
+``aime benchmark --report`` shows these beside our runs, labelled as published.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-from machine import cpu_model
 
+from aime_agent.benchmark.machine import cpu_model
 from aime_agent.replay import SequenceReplayBuffer
 from aime_agent.replay_chunks import load_increments, save_increment
 from envs.fileio import atomic_path, atomic_write_text

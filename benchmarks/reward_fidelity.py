@@ -67,9 +67,8 @@ def fidelity(wm, batch: dict, horizon: int, every: int = 10) -> dict:
 
 
 def main(argv=None) -> None:
-    from learning import ACTION_REPEAT, parse_run  # the sibling script (benchmarks/ is on sys.path when run)
-
     from aime_agent import AIME
+    from aime_agent.benchmark.runs import ACTION_REPEAT, parse_run
     from aime_agent.train import TrainSettings, make_env
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -244,6 +244,8 @@ def test_tensorboard_gets_scalars_and_images(tmp_path):
     (run,) = list(tmp_path.iterdir())
     events = EventAccumulator(str(run)).Reload()
     assert {"images/reconstruction", "images/imagination"} <= set(events.Tags()["images"])
+    # imagined rollouts and open-loop predictions beside the truth as videos (TensorBoard stores them as GIFs)
+    assert {"videos/imagination", "videos/open_loop"} <= set(events.Tags()["images"])
     scalars = set(events.Tags()["scalars"])
     for tag in ("train/wm_loss", "train/actor_loss", "train/critic_loss", "train/kl", "time/env_frames",
                 "rollout/ep_rew_mean", "train/lr_actor"):  # fmt: skip
@@ -435,3 +437,19 @@ def test_the_adversarial_task_trains_and_its_discriminator_round_trips_through_s
     saved, restored = model.policy.adversary.optimizer.state_dict(), loaded.policy.adversary.optimizer.state_dict()
     assert saved["state"][0]["step"] == restored["state"][0]["step"]
     loaded.learn(8, reset_num_timesteps=False)  # and it trains on
+
+
+def test_a_video_is_a_gif_that_decodes_to_its_frames():
+    """TensorBoard videos (imagined rollouts): black, red, blue frames come back as they went in."""
+    import imageio.v3 as iio
+
+    from aime_agent.tensorboard_video import gif_bytes, record_video
+
+    frames = torch.zeros(3, 3, 4, 6)
+    frames[1, 0], frames[2, 2] = 1.0, 1.0
+    decoded = iio.imread(gif_bytes(frames), index=None, extension=".gif")[..., :3]  # (T, H, W, RGB)
+    expected = (frames.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+    assert decoded.shape == (3, 4, 6, 3) and (decoded == expected).all()
+    with pytest.raises(ValueError, match=r"frames must be \(T, 3, H, W\), got \(4, 6\)"):
+        gif_bytes(torch.zeros(4, 6))
+    assert record_video(None, "videos/x", frames, 0) == 0  # no TensorBoard output: nothing to write

@@ -6,7 +6,7 @@ pixel SAC's speed on a GPU machine more than its gradient steps do. This subclas
 one uint8 tensor on ``device`` (100k × 9 × 64 × 64 = 3.7 GB) and gathers there. Everything else is SB3's:
 the same indices, the same random draws (``sample`` and the env-index draw are inherited), the same
 ``optimize_memory_usage`` layout (the next observation is the following row), so a run differs from SB3's
-only in where the bytes live. Tested against SB3's buffer in tests/test_learning_benchmark.py.
+only in where the bytes live. Tested against SB3's buffer in tests/test_benchmark_suite.py.
 
     SAC("CnnPolicy", env, replay_buffer_class=DeviceReplayBuffer, optimize_memory_usage=True,
         replay_buffer_kwargs={"handle_timeout_termination": False})
