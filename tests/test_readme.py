@@ -58,3 +58,70 @@ def test_perceiver_guide_snippets_run():
 def test_attention_schema_guide_snippet_runs():
     (output,) = run_blocks(README.parent / "docs" / "attention_schema.md")
     assert "torch.Size([2, 4, 16]) torch.Size([2, 4, 10])" in output
+
+
+def test_architecture_page_prints_the_shapes_it_says():
+    (output,) = run_blocks(README.parent / "docs" / "architecture.md")
+    for line in ["image (2, 8, 3, 64, 64)", "embed (2, 8, 1024)", "deter (2, 8, 32)", "stoch (2, 8, 8)",
+                 "feat (2, 8, 40)", "imagined (6, 2, 40) (5, 2, 1)", "decoded (6, 2, 3, 64, 64)"]:  # fmt: skip
+        assert line in output
+        assert f"`{line}`" in (README.parent / "docs" / "architecture.md").read_text()  # the page says it too
+
+
+def test_benchmark_suite_guide_snippet_prints_what_it_says():
+    (output,) = run_blocks(README.parent / "docs" / "benchmark_suite.md")
+    names = str([f"{a}-cartpole-swingup-s{s}" for a in ("aime", "ppo") for s in (0, 1)])
+    assert output.splitlines() == [names, "['n_epochs=5'] docs/benchmarks/learning/ppo-cartpole-swingup-s1.csv"]
+
+
+def test_envs_guide_snippets_run(tmp_path):
+    """docs/envs.md: its blocks run as written, the dataset one beside a `data.h5` that `aime collect` made."""
+    from aime_agent.cli import main as cli
+
+    assert cli(["collect", "--env", "cartpole-swingup", "--episodes", "2", "--out", str(tmp_path / "data.h5"),
+                "--render-quality", "fast", "--quiet"]) == 0  # fmt: skip
+    for code in re.findall(r"```python\n(.*?)```", (README.parent / "docs" / "envs.md").read_text(), flags=re.S):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+
+
+def shell_lines() -> list[tuple[str, str]]:
+    """(page, command) for every line of every ```bash block of README.md and docs/*.md."""
+    pages = [README, *sorted((README.parent / "docs").glob("*.md"))]
+    return [(page.name, line.strip()) for page in pages
+            for block in re.findall(r"```bash\n(.*?)```", page.read_text(), flags=re.S)
+            for line in block.splitlines() if line.strip() and not line.strip().startswith("#")]  # fmt: skip
+
+
+def test_every_shell_command_in_the_docs_names_what_exists():
+    """Commands that take hours are not run here; each is checked against what runs it: `aime …` lines parse
+    with the CLI's own parser, `make` targets exist, `python benchmarks/X.py` and `python -m M` exist."""
+    import importlib.util
+    import shlex
+
+    from aime_agent.cli import build_parser
+
+    lines = shell_lines()
+    assert len(lines) >= 20
+    makefile = (README.parent / "Makefile").read_text()
+    for page, line in lines:
+        words = shlex.split(line, comments=True)
+        if words[0] == "aime":
+            build_parser().parse_args(words[1:])  # an unknown option or value exits: the test fails
+        elif words[0] == "make":
+            assert re.search(rf"^{re.escape(words[1])}:", makefile, flags=re.M), (page, line)
+        elif words[:2] == ["python", "-m"]:
+            assert importlib.util.find_spec(words[2]) is not None, (page, line)
+        elif words[0] == "python":
+            assert (README.parent / words[1]).is_file(), (page, line)
+
+
+def test_the_suites_dry_run_lists_tier_1():
+    from aime_agent.cli import main as cli
+
+    out = subprocess.run([sys.executable, "-m", "aime_agent.cli", "benchmark", "--tier", "1", "--dry-run"],
+                         capture_output=True, text=True, timeout=120, cwd=README.parent)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [line.split(":")[0] for line in out.stdout.splitlines()] == [
+        f"{a}-cartpole-swingup-s{s}" for a in ("aime", "sac", "ppo") for s in range(3)]  # fmt: skip
+    assert cli(["benchmark", "--tier", "1", "--agents", "dqn", "--dry-run"]) == 2  # a clear error, no traceback
