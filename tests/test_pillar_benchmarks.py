@@ -51,6 +51,26 @@ def test_gradient_balancing_parts_write_their_tables(tmp_path, dataset):
     assert "at equal wall-clock" in (tmp_path / "gradient_balancing.md").read_text()
 
 
+def test_gradient_balancing_saves_merge_the_runs_of_two_processes(tmp_path):
+    """Two processes (one seed each) save into one file: neither loses the other's runs, and each process's
+    sections stay the objects its loop writes into."""
+    import gradient_balancing
+
+    run = {"updates": 4, "open_loop_mse": {"1": 0.1, "5": 0.1, "15": 0.1, "45": 0.1}, "recon_psnr_db": 20.0,
+           "conflict_rate": 0.5}  # fmt: skip
+    first, second = {"quality": {}}, {"quality": {}}
+    section = first["quality"]
+    section["sum/none/seed0"] = run
+    gradient_balancing.save(first, tmp_path)
+    second["quality"]["sum/none/seed1"] = run
+    gradient_balancing.save(second, tmp_path)
+    section["rgb/representation/seed0"] = run  # the first process carries on, writing where it did
+    gradient_balancing.save(first, tmp_path)
+    saved = json.loads((tmp_path / "gradient_balancing.json").read_text())["quality"]
+    assert set(saved) == {"sum/none/seed0", "sum/none/seed1", "rgb/representation/seed0"}
+    assert first["quality"] is section and "| sum/none | 2 | 4 |" in (tmp_path / "gradient_balancing.md").read_text()
+
+
 def test_attention_benchmark_measures_maps_on_both_datasets_and_times(tmp_path, dataset):
     import attention
 
