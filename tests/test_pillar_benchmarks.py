@@ -45,10 +45,19 @@ def test_gradient_balancing_parts_write_their_tables(tmp_path, dataset):
                              "--configs", "sum/none", "sum/parameters", "--data", str(dataset), "--out", str(tmp_path),
                              "--runs", str(tmp_path / "runs")])  # fmt: skip
     results = json.loads((tmp_path / "gradient_balancing.json").read_text())
-    ratio = max(1.0, results["cost"]["rows"]["sum/parameters"]["ratio"])
+    ratio = gradient_balancing.wallclock_ratio(results["cost"]["rows"], "sum/parameters")
     assert results["quality_wallclock"]["sum/none/seed0"]["updates"] == 4
     assert results["quality_wallclock"]["sum/parameters/seed0"]["updates"] == round(4 / ratio)
     assert "at equal wall-clock" in (tmp_path / "gradient_balancing.md").read_text()
+
+
+def test_equal_wall_clock_counts_ratios_within_the_cost_tables_noise_as_one():
+    import gradient_balancing
+
+    rows = {name: {"ratio": r} for name, r in [("sum/none", 1.0), ("harmony/none", 0.83), ("rgb", 1.01),
+                                                ("upgrad", 1.20), ("params", 1.62)]}  # fmt: skip
+    assert [gradient_balancing.wallclock_ratio(rows, n) for n in rows] == [1.0, 1.0, 1.0, 1.2, 1.62]  # noise 0.17
+    assert gradient_balancing.wallclock_ratio({"a": {"ratio": 1.0}, "b": {"ratio": 1.05}}, "b") == 1.05
 
 
 def test_gradient_balancing_saves_merge_the_runs_of_two_processes(tmp_path):
