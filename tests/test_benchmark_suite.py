@@ -80,6 +80,18 @@ def test_a_run_resumes_from_its_checkpoint_and_records_its_config_and_machine(tm
         assert meta["config"]["sb3"]["n_steps"] == "12" and meta["config"]["frame_stack"] == 3
 
 
+def test_a_run_steps_parallel_envs_in_subprocesses(tmp_path):
+    """``n_envs`` = 2: SubprocVecEnv under the frame stack; 24 env steps are 6 vectorised steps of 2 envs × 2."""
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    s = spec(tmp_path, "sac", n_envs=2)
+    env = runs.make_env(s, 0)
+    assert isinstance(env.venv, SubprocVecEnv) and env.num_envs == 2
+    env.close()
+    assert [r["env_steps"] for r in runs.run(s)] == [24]
+    assert json.loads(s.csv_path.with_suffix(".json").read_text())["n_envs"] == 2
+
+
 def test_a_checkpoint_between_evaluations_keeps_the_clock(tmp_path, monkeypatch):
     """``checkpoint_every`` below ``eval_every``: a run stopped between evaluations resumes there, writes no row
     until its evaluation, and that row's wall time and env steps/s count the time before the stop."""
