@@ -115,3 +115,53 @@ def test_perceiver_benchmark_trains_generates_and_times(tmp_path, dataset):
     )
     assert results["cost"]["rows"]["off"]["ratio"] == 1.0 and results["cost"]["rows"]["on"]["update_s"] > 0
     assert "Next-frame tokens" in (tmp_path / "perceiver.md").read_text()
+
+
+def test_the_bimodal_ball_has_two_equally_likely_futures_and_its_judge_knows_them(tmp_path):
+    """Known answers: before the split both futures show the same frames; after it the ball is 2 px/row off
+    centre on its side; the judge calls true frames by their side with sharpness 1 and the average of the two
+    futures ``neither`` with sharpness ½; the dataset's coin is fair and seeded."""
+    import bimodal_ball as ball
+    import numpy as np
+    import torch
+
+    from envs.dataset import EpisodeDataset
+
+    left, right = ball.positions(-1), ball.positions(1)
+    assert (left[: ball.SPLIT] == right[: ball.SPLIT]).all() and left[0, 0] == 32 == right[ball.SPLIT - 1, 0]
+    judged = ball.SPLIT + ball.AHEAD
+    assert left[judged, 0] == 32 - 2 * (ball.AHEAD + 1) and right[judged, 0] == 32 + 2 * (ball.AHEAD + 1)
+    assert (ball.WALLS[0] <= left[:, 0]).all() and (left[:, 0] <= ball.WALLS[1]).all()  # it bounces, stays in
+    frames = [
+        torch.tensor(ball.render(p[judged : judged + 1]))[0].permute(2, 0, 1).float() / 255 for p in (left, right)
+    ]
+    modes, sharpness = ball.classify(torch.stack([*frames, (frames[0] + frames[1]) / 2]))
+    assert modes == ["left", "right", "neither"] and sharpness.tolist() == [1.0, 1.0, 0.5]
+    directions = ball.write_dataset(tmp_path / "ball.h5", 400, seed=0)
+    assert directions == ball.write_dataset(tmp_path / "again.h5", 400, seed=0) and 170 < directions.count(1) < 230
+    data = EpisodeDataset(tmp_path / "ball.h5")
+    assert len(data) == 400 and data.episode(0)["obs"].shape == (ball.LENGTH, 64, 64, 3)
+    assert np.array_equal(data.episode(0)["obs"], ball.episode(directions[0])["obs"])
+
+
+def test_ablations_train_every_pillar_together_and_measure_the_modes(tmp_path, dataset):
+    """`core` and `full` (all five pillars at once) at tiny size on cartpole and the bimodal ball; the cost part."""
+    import ablations
+    import bimodal_ball
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / ablations.DATASETS["plain"]).symlink_to(dataset)
+    bimodal_ball.write_dataset(data / ablations.DATASETS["bimodal"], 6)
+    common = ["--preset", "tiny", "--data-dir", str(data), "--out", str(tmp_path), "--runs", str(tmp_path / "runs")]
+    ablations.main(["--part", "world_model", "--updates", "3", "--seeds", "0", "--datasets", "plain", "bimodal",
+                    "--configs", "core", "full", *common])  # fmt: skip
+    runs = json.loads((tmp_path / "ablations.json").read_text())["world_model"]
+    assert set(runs) == {f"{d}/{c}/seed0" for d in ("plain", "bimodal") for c in ("core", "full")}
+    shares = [runs["bimodal/full/seed0"][f"mode_{m}"] for m in ("left", "right", "neither")]
+    assert sum(shares) == pytest.approx(1.0) and 0 <= runs["bimodal/full/seed0"]["mode_sharpness"] <= 1
+    ablations.main(["--part", "cost", "--rounds", "1", "--configs", "core", "+DPGMM", *common])
+    results = json.loads((tmp_path / "ablations.json").read_text())
+    assert set(results["cost"]["rows"]) == {"core", "+DPGMM"} and len(results["world_model"]) == 4  # merged
+    text = (tmp_path / "ablations.md").read_text()
+    assert "| bimodal | full | 1 | 3 |" in text and "Cost per world-model update" in text
