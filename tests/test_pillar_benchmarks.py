@@ -58,6 +58,14 @@ def test_equal_wall_clock_counts_ratios_within_the_cost_tables_noise_as_one():
                                                 ("upgrad", 1.20), ("params", 1.62)]}  # fmt: skip
     assert [gradient_balancing.wallclock_ratio(rows, n) for n in rows] == [1.0, 1.0, 1.0, 1.2, 1.62]  # noise 0.17
     assert gradient_balancing.wallclock_ratio({"a": {"ratio": 1.0}, "b": {"ratio": 1.05}}, "b") == 1.05
+    # with per-round times the noise is the median config's spread (max − min) / median: here sum/none's 0.03 / 0.31
+    rows = {
+        "sum/none": {"ratio": 1.0, "rounds_s": [0.30, 0.33, 0.31]},
+        "rgb": {"ratio": 1.05, "rounds_s": [0.31, 0.32, 0.33]},  # spread 0.02 / 0.32
+        "adv": {"ratio": 1.11, "rounds_s": [0.30, 0.40, 0.35]},  # spread 0.10 / 0.35
+    }
+    assert gradient_balancing.timing_noise(rows) == pytest.approx(0.03 / 0.31)
+    assert [gradient_balancing.wallclock_ratio(rows, n) for n in rows] == [1.0, 1.0, 1.11]
 
 
 def test_gradient_balancing_saves_merge_the_runs_of_two_processes(tmp_path):
