@@ -39,8 +39,8 @@ PILLARS = {
     "+Stiefel": {"model.cell": "lstm_stiefel"},
     "+Perceiver": {"model.perceiver": True},
     "+attention": {"model.attention_schema": True},
-    # its best combiner by docs/benchmarks/gradient_balancing.md
-    "+balancing": {"mtl.combiner": "rgb_projected", "mtl.jacobian": "representation", "mtl.tasks": TASKS},
+    # its best combiner by docs/benchmarks/gradient_balancing.md: UPGrad (RGB blurs the predictions)
+    "+balancing": {"mtl.combiner": "upgrad", "mtl.jacobian": "representation", "mtl.tasks": TASKS},
 }
 ABLATIONS = {"core": {}, **PILLARS, "full": {k: v for pillar in PILLARS.values() for k, v in pillar.items()}}
 DATASETS = {
