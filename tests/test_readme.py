@@ -125,3 +125,30 @@ def test_the_suites_dry_run_lists_tier_1():
     assert [line.split(":")[0] for line in out.stdout.splitlines()] == [
         f"{a}-cartpole-swingup-s{s}" for a in ("aime", "sac", "ppo") for s in range(3)]  # fmt: skip
     assert cli(["benchmark", "--tier", "1", "--agents", "dqn", "--dry-run"]) == 2  # a clear error, no traceback
+
+
+def _prose(page: Path) -> str:
+    """A Markdown page without its fenced code blocks."""
+    return re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
+
+
+def _anchors(page: Path) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
+    headings = re.findall(r"^#+\s+(.*)$", _prose(page), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in headings}
+
+
+def test_every_relative_link_in_the_docs_reaches_its_file_and_heading():
+    pages = [README, *sorted((README.parent / "docs").rglob("*.md"))]
+    checked = 0
+    for page in pages:
+        for target in re.findall(r"\]\(([^)\s]+)\)", _prose(page)):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            assert linked.exists(), f"{page.name}: {target} does not exist"
+            if anchor and linked.suffix == ".md":
+                assert anchor in _anchors(linked), f"{page.name}: no heading #{anchor} in {linked.name}"
+            checked += 1
+    assert checked >= 50, checked
