@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import sys
@@ -132,6 +133,7 @@ def _prose(page: Path) -> str:
     return re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
 
 
+@functools.cache
 def _anchors(page: Path) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped, spaces as hyphens."""
     headings = re.findall(r"^#+\s+(.*)$", _prose(page), flags=re.M)
