@@ -62,8 +62,10 @@ CONFIGS = {
 }
 # the adversarial task (its term −E[D(x̂)] forms a fourth task; the discriminator takes its own step per update)
 ADVERSARIAL = {"loss.adversarial": 0.1}
-CONFIGS |= {f"{name} + adversarial": CONFIGS[name] | ADVERSARIAL
-            for name in ("sum/representation", "rgb_projected/representation", "upgrad/representation")}
+CONFIGS |= {
+    f"{name} + adversarial": CONFIGS[name] | ADVERSARIAL
+    for name in ("sum/representation", "rgb_projected/representation", "upgrad/representation")
+}
 # the LPIPS term's cost (a randomly initialised backbone costs what the real one does; quality needs the real weights)
 PERCEPTUAL = {"loss.perceptual": 0.1, "loss.perceptual_pretrained": False}
 PERCEPTUAL_CONFIGS = {
