@@ -25,6 +25,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from bimodal_ball import distance_from_answer
 from update_timing import cost_table, interleaved_update_times
 
 from aime_agent.benchmark.machine import describe
@@ -67,13 +68,15 @@ def report(results: dict) -> str:
              "Each pillar added to the core alone, and all five together (`full`), at equal update budgets. "
              "Held-out open-loop MSE on frames in [−0.5, 0.5] after 5 context frames (lower is better), mean over "
              "seeds [min – max]. On `bimodal` the sampled futures' shares per mode and their sharpness (brightest "
-             "pixel; 1 = a sharp ball, ~0.5 = two futures averaged); the known answer is left ½, right ½, sharp.",
+             "pixel; 1 = a sharp ball, ~0.5 = two futures averaged); the known answer is left ½, right ½, sharp. "
+             "The distance is the shares' total variation from that answer, per seed, then averaged (0: exact; "
+             "0.5: every sample in one mode).",
              ""]  # fmt: skip
     runs = results.get("world_model", {})
     if runs:
         lines += ["| dataset | config | seeds | updates | " + " | ".join(f"h={h}" for h in HORIZONS)
-                  + " | PSNR dB | left / right / neither | sharpness |",
-                  "|---|---|---:|---:|" + "---:|" * (len(HORIZONS) + 1) + "---|---:|"]  # fmt: skip
+                  + " | PSNR dB | left / right / neither | distance from ½ / ½ | sharpness |",
+                  "|---|---|---:|---:|" + "---:|" * (len(HORIZONS) + 1) + "---|---|---:|"]  # fmt: skip
         groups: dict[tuple[str, str], list[dict]] = {}
         for key, run in runs.items():
             dataset, config, _ = key.split("/")
@@ -84,14 +87,17 @@ def report(results: dict) -> str:
             for h in HORIZONS:
                 v = [r["open_loop_mse"][str(h)] for r in group]
                 cells.append(f"{np.mean(v):.5f} [{min(v):.5f} – {max(v):.5f}]" if len(v) > 1 else f"{v[0]:.5f}")
-            modes, sharp = "–", "–"
+            modes, distance, sharp = "–", "–", "–"
             if "mode_left" in group[0]:
                 modes = " / ".join(
                     f"{np.mean([r['mode_' + m] for r in group]):.2f}" for m in ("left", "right", "neither")
                 )
+                d = [distance_from_answer(r) for r in group]  # per seed: a seed that favours left and one
+                distance = f"{np.mean(d):.2f} [{min(d):.2f} – {max(d):.2f}]"  # that favours right do not cancel
                 sharp = f"{np.mean([r['mode_sharpness'] for r in group]):.2f}"
+            psnr = np.mean([r["recon_psnr_db"] for r in group])
             lines.append(f"| {dataset} | {config} | {len(group)} | {group[0]['updates']} | " + " | ".join(cells)
-                         + f" | {np.mean([r['recon_psnr_db'] for r in group]):.1f} | {modes} | {sharp} |")  # fmt: skip
+                         + f" | {psnr:.1f} | {modes} | {distance} | {sharp} |")  # fmt: skip
         lines.append("")
     if "cost" in results:
         c = results["cost"]

@@ -10,7 +10,8 @@ then rolls its prior forward (sampling z, zero actions) to ``SPLIT + AHEAD`` and
 is classified by the ball's horizontal centroid (bright pixels): ``left`` / ``right`` when it is more than
 ``MARGIN`` px from the centre, ``neither`` otherwise; ``sharpness`` is the frame's brightest pixel (1 for a
 white ball, about ½ where a model averages the two futures into two half-bright balls). The known answer: left
-½, right ½, neither 0, sharpness 1. A unimodal model that blurs the modes scores ``neither`` with sharpness ~½.
+½, right ½, neither 0, sharpness 1 (:func:`distance_from_answer` scores the shares). A unimodal model that blurs
+the modes scores ``neither`` with sharpness ~½.
 
     python benchmarks/bimodal_ball.py --out data/bimodal-ball-200.h5 --episodes 200
 """
@@ -101,6 +102,13 @@ def mode_shares(model, data, eval_ids, samples: int = 64, seed: int = 5) -> dict
     modes, sharpness = classify(frames)
     shares = {m: modes.count(m) / samples for m in ("left", "right", "neither")}
     return {"mode_" + k: v for k, v in shares.items()} | {"mode_sharpness": float(sharpness.mean())}
+
+
+def distance_from_answer(run: dict) -> float:
+    """Total-variation distance of a run's mode shares from the known answer (left ½, right ½, neither 0):
+    ½ Σ_m |share_m − answer_m|; 0 is exact, ½ is one mode only, 1 is every sample in neither."""
+    answer = {"left": 0.5, "right": 0.5, "neither": 0.0}
+    return 0.5 * sum(abs(run["mode_" + m] - p) for m, p in answer.items())
 
 
 def main(argv=None) -> None:

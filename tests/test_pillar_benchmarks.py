@@ -150,6 +150,12 @@ def test_the_bimodal_ball_has_two_equally_likely_futures_and_its_judge_knows_the
     data = EpisodeDataset(tmp_path / "ball.h5")
     assert len(data) == 400 and data.episode(0)["obs"].shape == (ball.LENGTH, 64, 64, 3)
     assert np.array_equal(data.episode(0)["obs"], ball.episode(directions[0])["obs"])
+    shares = {"exact": (0.5, 0.5, 0), "one mode": (0, 1, 0), "blurred": (0, 0, 1), "skewed": (0.25, 0.55, 0.2)}
+    distance = {
+        k: ball.distance_from_answer({"mode_left": left, "mode_right": right, "mode_neither": neither})
+        for k, (left, right, neither) in shares.items()
+    }
+    assert distance == pytest.approx({"exact": 0, "one mode": 0.5, "blurred": 1, "skewed": 0.25})
 
 
 def test_ablations_train_every_pillar_together_and_measure_the_modes(tmp_path, dataset):
