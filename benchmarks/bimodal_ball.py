@@ -84,8 +84,10 @@ def classify(frames: torch.Tensor) -> tuple[list[str], torch.Tensor]:
 
 
 @torch.no_grad()
-def mode_shares(model, data, eval_ids, samples: int = 64, seed: int = 5) -> dict:
-    """Sampled futures of a world model at row SPLIT + AHEAD after observing CONTEXT rows (module docstring)."""
+def sample_futures(model, data, eval_ids, samples: int = 64, seed: int = 5) -> torch.Tensor:
+    """(SPLIT + AHEAD − CONTEXT + 1, samples, 3, 64, 64) frames in [0, 1]: a world model observes the first
+    CONTEXT rows of ``samples`` held-out episodes (drawn with ``seed``), then rolls its prior forward (sampling
+    z, zero actions); the decoded frames of rows CONTEXT … SPLIT + AHEAD."""
     from aime_agent.world_model import LatentState
 
     torch.manual_seed(seed)
@@ -95,11 +97,17 @@ def mode_shares(model, data, eval_ids, samples: int = 64, seed: int = 5) -> dict
     inputs = model.preprocess(batch)
     state = model.observe(inputs)["last"]
     action = torch.zeros(samples, inputs["action"].shape[-1])
+    frames = []
     for _ in range(SPLIT + AHEAD - (CONTEXT - 1)):
         rnn, prior = model.img_step(state, action)
         state = LatentState(rnn, prior.rsample())  # every prior has rsample (imagine uses it)
-    frames = (model.decode(model.feat(state)) + 0.5).clamp(0, 1)
-    modes, sharpness = classify(frames)
+        frames.append((model.decode(model.feat(state)) + 0.5).clamp(0, 1))
+    return torch.stack(frames)
+
+
+def mode_shares(model, data, eval_ids, samples: int = 64, seed: int = 5) -> dict:
+    """Sampled futures of a world model at row SPLIT + AHEAD after observing CONTEXT rows (module docstring)."""
+    modes, sharpness = classify(sample_futures(model, data, eval_ids, samples, seed)[-1])
     shares = {m: modes.count(m) / samples for m in ("left", "right", "neither")}
     return {"mode_" + k: v for k, v in shares.items()} | {"mode_sharpness": float(sharpness.mean())}
 
