@@ -114,7 +114,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     retain_freed_memory()
     settings = TrainSettings(env=args.env, env_steps=args.env_steps, preset=args.preset, logdir=args.logdir,
                              seed=args.seed, n_envs=args.n_envs, action_repeat=args.action_repeat,
-                             render_quality=args.render_quality, checkpoint_every=args.checkpoint_every,
+                             render_quality=args.render_quality, distractors=args.distractors,
+                             checkpoint_every=args.checkpoint_every,
                              eval_episodes=args.eval_episodes, pretrained=args.pretrained, prefill=args.prefill,
                              progress=not args.quiet, overrides=parse_overrides(args.set))  # fmt: skip
     run(settings)
@@ -128,7 +129,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from aime_agent.agent import AIME
     from aime_agent.train import TrainSettings, make_env
 
-    settings = TrainSettings(env=args.env, action_repeat=args.action_repeat, render_quality=args.render_quality)
+    settings = TrainSettings(env=args.env, action_repeat=args.action_repeat, render_quality=args.render_quality,
+                             distractors=args.distractors)  # fmt: skip
     env = make_env(settings, 1, args.seed)
     model = AIME.load(args.model, env=env)
     returns, lengths = evaluate_policy(model, env, n_eval_episodes=args.episodes, deterministic=not args.stochastic,
@@ -180,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-envs", type=int, default=1)
     p.add_argument("--action-repeat", type=int, default=2)
     p.add_argument("--render-quality", choices=["paper", "fast"], default="fast")
+    p.add_argument("--distractors", type=float, default=0.0, help="moving shapes behind the scene, strength 0-1")
     p.add_argument("--checkpoint-every", type=int, default=5_000, help="agent steps between checkpoints")
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--pretrained", help="an `aime pretrain` checkpoint to start the world model from")
@@ -195,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--action-repeat", type=int, default=2)
     p.add_argument("--render-quality", choices=["paper", "fast"], default="fast")
+    p.add_argument("--distractors", type=float, default=0.0, help="moving shapes behind the scene, strength 0-1")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     p.set_defaults(func=_cmd_evaluate)
 

@@ -341,6 +341,21 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# The five pillars as config switches, each one's overrides (README: "The five pillars, measured"), and all five
+# together ("full"). The defaults leave every pillar off: none has improved the world model yet
+# (docs/benchmarks/ablations.md). The benchmark suite names these as agents: "aime+dpgmm", "aime+full".
+PILLARS: dict[str, dict[str, Any]] = {
+    "perceiver": {"model.perceiver": True},
+    "dpgmm": {"model.prior": "dpgmm"},
+    "stiefel": {"model.cell": "lstm_stiefel"},
+    "attention": {"model.attention_schema": True},
+    # the best combiner by docs/benchmarks/gradient_balancing.md: UPGrad at the representation (RGB blurs)
+    "balancing": {"mtl.combiner": "upgrad", "mtl.jacobian": "representation",
+                  "mtl.tasks": "image=recon,latent=kl_dyn+kl_rep,reward=reward+cont"},
+}  # fmt: skip
+PILLARS["full"] = {key: value for pillar in list(PILLARS.values()) for key, value in pillar.items()}
+
+
 def preset(name: str = "small", **overrides: Any) -> AIMEConfig:
     """The named preset with ``overrides`` applied (see the module docstring)."""
     if name not in PRESETS:

@@ -34,6 +34,7 @@ class TrainSettings:
     n_envs: int = 1
     action_repeat: int = 2
     render_quality: str = "fast"
+    distractors: float = 0.0  # strength of moving coloured shapes behind the scene (envs/distractors.py); 0: off
     checkpoint_every: int = 5_000  # agent steps
     eval_episodes: int = 5
     pretrained: str | None = None
@@ -108,6 +109,8 @@ def make_env(settings: TrainSettings, n_envs: int, seed: int):
 
     domain, task = envs.parse_task(settings.env)
     kwargs = {"action_repeat": settings.action_repeat, "render_quality": settings.render_quality}
+    if settings.distractors:
+        kwargs["distractors"] = settings.distractors
     vec_cls = SubprocVecEnv if n_envs > 1 else DummyVecEnv
     return make_vec_env(f"envs:{envs.env_id(domain, task)}", n_envs=n_envs, seed=seed, env_kwargs=kwargs,
                         vec_env_cls=vec_cls)  # fmt: skip

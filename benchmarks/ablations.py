@@ -29,21 +29,15 @@ from bimodal_ball import distance_from_answer
 from update_timing import cost_table, interleaved_update_times
 
 from aime_agent.benchmark.machine import describe
+from aime_agent.config import PILLARS
 from envs.fileio import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
 HORIZONS = (1, 5, 15, 45)
-TASKS = "image=recon,latent=kl_dyn+kl_rep,reward=reward+cont"  # gradient balancing's tasks (gradient_balancing.py)
-PILLARS = {
-    "+DPGMM": {"model.prior": "dpgmm"},
-    "+Stiefel": {"model.cell": "lstm_stiefel"},
-    "+Perceiver": {"model.perceiver": True},
-    "+attention": {"model.attention_schema": True},
-    # its best combiner by docs/benchmarks/gradient_balancing.md: UPGrad (RGB blurs the predictions)
-    "+balancing": {"mtl.combiner": "upgrad", "mtl.jacobian": "representation", "mtl.tasks": TASKS},
-}
-ABLATIONS = {"core": {}, **PILLARS, "full": {k: v for pillar in PILLARS.values() for k, v in pillar.items()}}
+# each pillar added to the core alone, and all five together (aime_agent.config.PILLARS)
+ADDED = ("+DPGMM", "+Stiefel", "+Perceiver", "+attention", "+balancing")
+ABLATIONS = {"core": {}, **{name: PILLARS[name.lstrip("+").lower()] for name in ADDED}, "full": PILLARS["full"]}
 DATASETS = {
     "plain": "cartpole-swingup-random-100.h5",
     "distractors": "cartpole-swingup-distractors0.5-random-100.h5",

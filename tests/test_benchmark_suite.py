@@ -57,6 +57,34 @@ def test_a_spec_refuses_what_cannot_run():
     assert RunSpec.from_json(s.to_json()) == s and s.ppo_kwargs() == {"n_steps": 250, "batch_size": 100}
 
 
+def test_an_aime_variant_switches_its_pillars_on_and_a_task_variant_adds_distractors(tmp_path):
+    """``aime+<pillar>`` trains AIME with config.PILLARS' overrides (its own on top); ``<task>+distractors<s>``
+    is the task with moving shapes behind the scene; both name their runs and fail clearly when unknown."""
+    from aime_agent.config import PILLARS
+
+    assert runs.split_agent("aime+dpgmm") == ("aime", {"model.prior": "dpgmm"})
+    assert runs.split_agent("sac") == ("sac", {})
+    assert runs.split_agent("aime+full")[1] == {k: v for p in PILLARS.values() for k, v in p.items()}
+    assert set(PILLARS["full"]) >= {"model.perceiver", "model.prior", "model.cell", "model.attention_schema"}
+    for agent, message in [("sac+full", "unknown agent 'sac\\+full'"), ("aime+nope", "unknown pillar 'nope'")]:
+        with pytest.raises(ValueError, match=message):
+            RunSpec(agent, "cartpole-swingup")
+    assert runs.split_task("cartpole-swingup+distractors0.5") == ("cartpole-swingup", {"distractors": 0.5})
+    for task in ["cartpole-swingup+distractors2", "cartpole-swingup+noise", "cartpole-swingup+distractors"]:
+        with pytest.raises(ValueError, match="a variant is \\+distractors<strength>"):
+            RunSpec("aime", task)
+    name = runs.run_name("aime+full", "cartpole-swingup+distractors0.5", 1)
+    assert runs.parse_run(name) == ("aime+full", "cartpole-swingup+distractors0.5")
+    plain = RunSpec("aime", "cartpole-balance", preset="tiny", device="cpu", csv_dir=str(tmp_path))
+    variant = RunSpec("aime+dpgmm", "cartpole-balance+distractors0.5", preset="tiny", device="cpu",
+                      overrides=["model.prior_components=3"], csv_dir=str(tmp_path))  # fmt: skip
+    assert variant.csv_path == tmp_path / "aime+dpgmm-cartpole-balance+distractors0.5-s0.csv"
+    frames = [runs.make_env(s, 0).reset() for s in (plain, variant)]  # the same seed: only the distractors differ
+    assert frames[0].shape == frames[1].shape == (1, 64, 64, 3) and (frames[0] != frames[1]).mean() > 0.05
+    config = runs.build(variant, runs.make_env(variant, 0)).policy.config
+    assert (config.model.prior, config.model.prior_components, config.model.cell) == ("dpgmm", 3, "lstm")
+
+
 @pytest.mark.parametrize("agent", ["aime", "sac", "ppo"])
 def test_a_run_resumes_from_its_checkpoint_and_records_its_config_and_machine(tmp_path, agent):
     first = runs.run(spec(tmp_path, agent))

@@ -101,6 +101,7 @@ def test_every_shell_command_in_the_docs_names_what_exists():
     import shlex
 
     from aime_agent.cli import build_parser
+    from aime_agent.cli import main as cli
 
     lines = shell_lines()
     assert len(lines) >= 20
@@ -109,6 +110,8 @@ def test_every_shell_command_in_the_docs_names_what_exists():
         words = shlex.split(line, comments=True)
         if words[0] == "aime":
             build_parser().parse_args(words[1:])  # an unknown option or value exits: the test fails
+            if words[1] == "benchmark" and "--report" not in words:  # its agents, tasks and seeds plan
+                assert cli([*words[1:], "--dry-run"]) == 0, (page, line)
         elif words[0] == "make":
             assert re.search(rf"^{re.escape(words[1])}:", makefile, flags=re.M), (page, line)
         elif words[:2] == ["python", "-m"]:

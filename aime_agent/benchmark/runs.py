@@ -15,6 +15,11 @@ Agents (:data:`AGENTS`), on the same env, action repeat, rendering and evaluatio
 * ``sac``: SB3 ``SAC("CnnPolicy")``, 3 stacked frames (``VecFrameStack``, as SB3 users do), buffer
   ``sac_buffer`` with ``optimize_memory_usage``; SB3's defaults otherwise.
 * ``ppo``: SB3 ``PPO("CnnPolicy")``, 3 stacked frames, rollouts of one episode per env (:data:`PPO_DEFAULTS`).
+* ``aime+<pillar>``: AIME with a pillar of ``aime_agent.config.PILLARS`` switched on (``aime+dpgmm``), or all
+  five (``aime+full``); ``overrides`` apply on top.
+
+Tasks are DMC tasks, ``<domain>-<task>``, or their variants, ``<domain>-<task>+distractors<strength>``
+(``cartpole-swingup+distractors0.5``: moving coloured shapes behind the scene, ``envs/distractors.py``).
 
 ``n_envs`` > 1 steps the envs in subprocesses (``SubprocVecEnv``); ``device`` is SB3's (``"auto"``: CUDA when
 present).
@@ -49,8 +54,8 @@ PPO_DEFAULTS = {"n_steps": 500, "batch_size": 100}
 class RunSpec:
     """What one run is; everything :func:`run` needs, JSON-serialisable (for subprocesses and SLURM)."""
 
-    agent: str  # one of AGENTS
-    task: str  # a DMC task, "<domain>-<task>"
+    agent: str  # one of AGENTS, or "aime+<pillar>" (a pillar of aime_agent.config.PILLARS, or "full")
+    task: str  # a DMC task, "<domain>-<task>", or a variant, "<domain>-<task>+distractors<strength>"
     seed: int = 0
     env_steps: int = 100_000  # dm_control control steps
     eval_every: int = 10_000
@@ -69,11 +74,8 @@ class RunSpec:
     restart: bool = False  # start over when the CSV has rows but no checkpoint (the old CSV is kept)
 
     def __post_init__(self):
-        import envs
-
-        if self.agent not in AGENTS:
-            raise ValueError(f"unknown agent {self.agent!r}; choose from {', '.join(AGENTS)}")
-        envs.parse_task(self.task)  # an unknown task fails here, with the list of tasks
+        split_agent(self.agent)  # an unknown agent or pillar fails here
+        split_task(self.task)  # an unknown task or variant fails here, with the list of tasks
         per_env = self.action_repeat * self.n_envs  # env steps per vectorised step
         every = self.checkpoint_every or self.eval_every
         for name, value in [
@@ -83,13 +85,18 @@ class RunSpec:
         ]:
             if value <= 0 or value % per_env:
                 raise ValueError(f"{name}={value} must be a positive multiple of action_repeat × n_envs ({per_env})")
-        if self.agent == "ppo":
+        if self.base_agent == "ppo":
             rollout = self.ppo_kwargs()["n_steps"] * per_env
             if self.eval_every % rollout or every % rollout:
                 raise ValueError(
                     f"PPO collects {rollout} env steps per rollout (n_steps × n_envs × action repeat): "
                     f"eval_every={self.eval_every} and checkpoint_every={every} must be multiples of it"
                 )
+
+    @property
+    def base_agent(self) -> str:
+        """The algorithm: ``aime``, ``sac`` or ``ppo`` (``aime+full`` → ``aime``)."""
+        return split_agent(self.agent)[0]
 
     @property
     def name(self) -> str:
@@ -117,6 +124,38 @@ class RunSpec:
     @classmethod
     def from_json(cls, text: str) -> RunSpec:
         return cls(**json.loads(text))
+
+
+def split_agent(agent: str) -> tuple[str, dict]:
+    """``"aime+full"`` → ("aime", the pillars' overrides); ``"sac"`` → ("sac", {})."""
+    from aime_agent.config import PILLARS
+
+    base, plus, pillar = agent.partition("+")
+    if base not in AGENTS or (plus and base != "aime"):
+        raise ValueError(f"unknown agent {agent!r}; choose from {', '.join(AGENTS)}, or aime+<pillar>")
+    if plus and pillar not in PILLARS:
+        raise ValueError(f"agent {agent!r}: unknown pillar {pillar!r}; choose from {', '.join(PILLARS)}")
+    return base, dict(PILLARS[pillar]) if plus else {}
+
+
+def split_task(task: str) -> tuple[str, dict]:
+    """``"cartpole-swingup+distractors0.5"`` → ("cartpole-swingup", {"distractors": 0.5}): the DMC task and
+    the env's keyword arguments (``envs.DMCEnv``); a plain task has none."""
+    import envs
+
+    base, plus, variant = task.partition("+")
+    envs.parse_task(base)  # an unknown task fails here, with the list of tasks
+    if not plus:
+        return base, {}
+    strength = variant.removeprefix("distractors")
+    try:
+        value = float(strength)
+    except ValueError:
+        value = -1.0
+    if not variant.startswith("distractors") or not 0 < value <= 1:
+        raise ValueError(f"task {task!r}: a variant is +distractors<strength>, strength in (0, 1], e.g. "
+                         f"{base}+distractors0.5")  # fmt: skip
+    return base, {"distractors": value}
 
 
 def run_name(agent: str, task: str, seed: int) -> str:
@@ -164,22 +203,25 @@ def make_env(spec: RunSpec, seed: int):
     from aime_agent.train import TrainSettings
     from aime_agent.train import make_env as make_vec
 
-    settings = TrainSettings(env=spec.task, action_repeat=spec.action_repeat, render_quality="fast")
+    task, env_kwargs = split_task(spec.task)
+    settings = TrainSettings(env=task, action_repeat=spec.action_repeat, render_quality="fast", **env_kwargs)
     env = make_vec(settings, spec.n_envs, seed)
-    if FRAME_STACK[spec.agent]:
+    if FRAME_STACK[spec.base_agent]:
         from stable_baselines3.common.vec_env import VecFrameStack
 
-        env = VecFrameStack(env, FRAME_STACK[spec.agent])
+        env = VecFrameStack(env, FRAME_STACK[spec.base_agent])
     return env
 
 
 def build(spec: RunSpec, env):
+    base, pillars = split_agent(spec.agent)
     overrides = spec.parsed_overrides()
-    if spec.agent == "aime":
+    if base == "aime":
         from aime_agent import AIME
 
-        return AIME("CnnPolicy", env, preset=spec.preset, seed=spec.seed, device=spec.device, **overrides)
-    if spec.agent == "ppo":
+        return AIME("CnnPolicy", env, preset=spec.preset, seed=spec.seed, device=spec.device,
+                    **{**pillars, **overrides})  # fmt: skip
+    if base == "ppo":
         from stable_baselines3 import PPO
 
         return PPO("CnnPolicy", env, seed=spec.seed, device=spec.device, **spec.ppo_kwargs())
@@ -195,12 +237,12 @@ def build(spec: RunSpec, env):
 
 
 def load(spec: RunSpec, env):
-    if spec.agent == "aime":
+    if spec.base_agent == "aime":
         from aime_agent import AIME as cls
     else:
         import stable_baselines3
 
-        cls = getattr(stable_baselines3, spec.agent.upper())
+        cls = getattr(stable_baselines3, spec.base_agent.upper())
     return cls.load(spec.rundir / "checkpoint.zip", env=env, device=spec.device)
 
 
@@ -287,9 +329,9 @@ def run_config(spec: RunSpec, model) -> dict:
             "gradient_steps", "ent_coef", "target_update_interval", "optimize_memory_usage", "n_steps", "n_epochs",
             "gae_lambda", "clip_range", "policy_kwargs")  # fmt: skip
     config = {"sb3": {key: repr(getattr(model, key)) for key in keys if hasattr(model, key)}}
-    if spec.agent == "aime":
+    if spec.base_agent == "aime":
         return config | {"aime": model.policy.config.to_dict()}
-    return config | {"frame_stack": FRAME_STACK[spec.agent]}
+    return config | {"frame_stack": FRAME_STACK[spec.base_agent]}
 
 
 def record_segment(spec: RunSpec, model) -> None:
@@ -306,7 +348,7 @@ def record_segment(spec: RunSpec, model) -> None:
         meta = {}
     steps = model.num_timesteps * spec.action_repeat
     meta = {"run": spec.name, "algo": spec.agent, "task": spec.task, "seed": spec.seed,
-            "preset": spec.preset if spec.agent == "aime" else None, "action_repeat": spec.action_repeat,
+            "preset": spec.preset if spec.base_agent == "aime" else None, "action_repeat": spec.action_repeat,
             "render_quality": "fast", "eval_episodes": spec.eval_episodes, "eval_every": spec.eval_every,
             "n_envs": spec.n_envs, "overrides": list(spec.overrides), "config": run_config(spec, model),
             "segments": [s for s in meta.get("segments", []) if s["from_env_steps"] < steps]

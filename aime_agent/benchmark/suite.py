@@ -24,7 +24,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from aime_agent.benchmark.runs import AGENTS, RunSpec, is_finished, run
+from aime_agent.benchmark.runs import AGENTS, RunSpec, is_finished, run, split_agent
 
 LAUNCHERS = ("local", "slurm", "submitit-local")
 
@@ -67,8 +67,7 @@ def plan(tasks, agents, seeds, overrides: dict[str, list[str]] | None = None, **
     """Every (task, agent, seed) as a RunSpec, task-major; ``overrides[agent]`` are that agent's key=value pairs."""
     overrides = overrides or {}
     for agent in agents:
-        if agent not in AGENTS:
-            raise ValueError(f"unknown agent {agent!r}; choose from {', '.join(AGENTS)}")
+        split_agent(agent)  # an unknown agent fails before any run starts
     return [RunSpec(agent=agent, task=task, seed=seed, overrides=list(overrides.get(agent, [])), **common)
             for task in tasks for agent in agents for seed in seeds]  # fmt: skip
 
@@ -81,8 +80,10 @@ def split_overrides(pairs: list[str]) -> dict[str, list[str]]:
         agent, sep, rest = pair.partition(":")
         if not sep or "=" in agent:
             agent, rest = "aime", pair
-        if agent not in AGENTS:
-            raise ValueError(f"--set {pair!r}: unknown agent {agent!r} (use <agent>:key=value, agent in {AGENTS})")
+        try:
+            split_agent(agent)
+        except ValueError as error:
+            raise ValueError(f"--set {pair!r}: {error} (use <agent>:key=value)") from None
         out.setdefault(agent, []).append(rest)
     return out
 
@@ -155,8 +156,8 @@ def run_submitit(
 def add_arguments(p) -> None:
     """``aime benchmark``'s options (cli.py)."""
     p.add_argument("--tier", type=int, choices=sorted(TIERS), help="a named suite; its tasks, agents, seeds, budget")
-    p.add_argument("--tasks", help="comma-separated DMC tasks (default: tier 1's)")
-    p.add_argument("--agents", help=f"comma-separated, from {', '.join(AGENTS)} (default: the tier's)")
+    p.add_argument("--tasks", help="comma-separated DMC tasks or variants (task+distractors0.5; default: tier 1's)")
+    p.add_argument("--agents", help=f"comma-separated, from {', '.join(AGENTS)} or aime+<pillar> (default: the tier's)")
     p.add_argument("--seeds", help="a count (3: seeds 0-2) or a comma-separated list (default: the tier's)")
     p.add_argument("--env-steps", type=int, help="budget per run, dm_control control steps (default: the tier's)")
     p.add_argument("--eval-every", type=int, default=10_000, help="env steps between evaluations")
