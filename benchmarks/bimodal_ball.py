@@ -84,10 +84,11 @@ def classify(frames: torch.Tensor) -> tuple[list[str], torch.Tensor]:
 
 
 @torch.no_grad()
-def sample_futures(model, data, eval_ids, samples: int = 64, seed: int = 5) -> torch.Tensor:
+def sample_futures(model, data, eval_ids, samples: int = 64, seed: int = 5, priors: list | None = None) -> torch.Tensor:
     """(SPLIT + AHEAD − CONTEXT + 1, samples, 3, 64, 64) frames in [0, 1]: a world model observes the first
     CONTEXT rows of ``samples`` held-out episodes (drawn with ``seed``), then rolls its prior forward (sampling
-    z, zero actions); the decoded frames of rows CONTEXT … SPLIT + AHEAD."""
+    z, zero actions); the decoded frames of rows CONTEXT … SPLIT + AHEAD. ``priors``, if given, receives each
+    step's prior distribution."""
     from aime_agent.world_model import LatentState
 
     torch.manual_seed(seed)
@@ -101,6 +102,8 @@ def sample_futures(model, data, eval_ids, samples: int = 64, seed: int = 5) -> t
     for _ in range(SPLIT + AHEAD - (CONTEXT - 1)):
         rnn, prior = model.img_step(state, action)
         state = LatentState(rnn, prior.rsample())  # every prior has rsample (imagine uses it)
+        if priors is not None:
+            priors.append(prior)
         frames.append((model.decode(model.feat(state)) + 0.5).clamp(0, 1))
     return torch.stack(frames)
 

@@ -3,7 +3,8 @@
 Loads the checkpoints that ``ablations.py --part world_model --datasets bimodal`` left under ``runs/ablations/``
 and draws, for each config named, ``--rows`` of the 64 sampled futures that ``bimodal_ball.mode_shares``
 judges: one row per sample, one column per second imagined row (rows CONTEXT … SPLIT + AHEAD), configs stacked
-with a grey band between them; it prints each sample's judged mode and the shares, which match the run's.
+with a grey band between them; it prints each sample's judged mode and the shares, which match the run's, and
+for a mixture prior the effective number of components per imagined row, exp H(E[π | h]), averaged over samples.
 
     python benchmarks/diagnostics/bimodal_rollouts.py --configs core +DPGMM --seed 1 \\
         --out docs/investigations/bimodal_ball_rollouts.png
@@ -25,8 +26,9 @@ import bimodal_ball as ball  # noqa: E402
 from ablations import ABLATIONS, DATASETS  # noqa: E402
 
 
-def futures(config: str, seed: int, runs: Path, data: Path) -> torch.Tensor:
-    """(T, 64, 3, 64, 64) the sampled futures of one finished run (its checkpoint, no training)."""
+def futures(config: str, seed: int, runs: Path, data: Path, priors: list) -> torch.Tensor:
+    """(T, 64, 3, 64, 64) the sampled futures of one finished run (its checkpoint, no training); each step's
+    prior is appended to ``priors``."""
     from aime_agent.config import preset
     from aime_agent.pretrain import Pretrainer, PretrainSettings
 
@@ -35,7 +37,7 @@ def futures(config: str, seed: int, runs: Path, data: Path) -> torch.Tensor:
         raise SystemExit(f"{logdir}/checkpoint.pt is missing: run ablations.py on bimodal for {config}, seed {seed}")
     trainer = Pretrainer(data, preset("small", **ABLATIONS[config]), logdir, PretrainSettings(seed=seed))
     trainer.model.eval()
-    return ball.sample_futures(trainer.model, trainer.data, trainer.eval_ids)
+    return ball.sample_futures(trainer.model, trainer.data, trainer.eval_ids, priors=priors)
 
 
 def main(argv=None) -> None:
@@ -49,9 +51,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     blocks = []
     for config in args.configs:
-        frames = futures(config, args.seed, args.runs, args.data)  # (T, N, 3, 64, 64)
+        priors: list = []
+        frames = futures(config, args.seed, args.runs, args.data, priors)  # (T, N, 3, 64, 64)
         modes, _ = ball.classify(frames[-1])
         print(config, {m: modes.count(m) / len(modes) for m in ("left", "right", "neither")}, modes[: args.rows])
+        if hasattr(priors[0], "expected_weights"):  # a mixture: how many components each step spreads over
+            k_eff = [torch.special.entr(p.expected_weights()).sum(-1).exp().mean().item() for p in priors]
+            print(f"  K_eff at rows {ball.CONTEXT}…{ball.SPLIT + ball.AHEAD}:", " ".join(f"{k:.2f}" for k in k_eff))
         shown = frames[::2, : args.rows]  # (T', rows, 3, 64, 64)
         blocks.append(shown.permute(1, 3, 0, 4, 2).reshape(args.rows * 64, shown.shape[0] * 64, 3).numpy())
     band = np.full((8, blocks[0].shape[1], 3), 0.35, np.float32)
