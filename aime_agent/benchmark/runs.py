@@ -147,12 +147,11 @@ def split_task(task: str) -> tuple[str, dict]:
     envs.parse_task(base)  # an unknown task fails here, with the list of tasks
     if not plus:
         return base, {}
-    strength = variant.removeprefix("distractors")
     try:
-        value = float(strength)
+        value = float(variant.removeprefix("distractors")) if variant.startswith("distractors") else None
     except ValueError:
-        value = -1.0
-    if not variant.startswith("distractors") or not 0 < value <= 1:
+        value = None
+    if value is None or not 0 < value <= 1:
         raise ValueError(f"task {task!r}: a variant is +distractors<strength>, strength in (0, 1], e.g. "
                          f"{base}+distractors0.5")  # fmt: skip
     return base, {"distractors": value}
