@@ -34,7 +34,7 @@ from aime_agent.pretrain import KIND as PRETRAIN_KIND
 from aime_agent.pretrain import image_strip
 from aime_agent.replay import NoWindowError, SequenceReplayBuffer
 from aime_agent.tensorboard_video import record_video
-from aime_agent.world_model import LatentState, train_step
+from aime_agent.world_model import LatentState, evaluation, train_step
 from envs.fileio import atomic_path
 
 
@@ -282,7 +282,7 @@ class AIME(OffPolicyAlgorithm):
     def _log_images(self, batch: dict, start: LatentState) -> None:
         """TensorBoard: reconstructions beside the truth; a decoded imagined rollout from a replayed state."""
         wm, actor = self.policy.world_model, self.policy.behavior.actor
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), evaluation(wm):  # logging is no training step: the codebook must not move
             pred, true = wm.open_loop({k: v[:1] for k, v in batch.items()}, context=self.batch_length)
             strip = image_strip(true[0, :8], pred[0, :8])
             self.logger.record("images/reconstruction", Image(strip, "CHW"), exclude=("stdout", "log", "json", "csv"))
@@ -305,19 +305,10 @@ class AIME(OffPolicyAlgorithm):
 
     def _log_perceiver(self, batch: dict) -> None:
         """TensorBoard: the Perceiver's next-frame token predictions (decoded) under the tokenised truth, and a
-        rollout it generates from the window's first half (an image strip and a video)."""
+        rollout it generates from the window's first half (an image strip and a video). Called by
+        ``_log_images``, in eval mode and without gradients."""
         perceiver, hidden = self.policy.world_model.perceiver, ("stdout", "log", "json", "csv")
         video = self.policy.world_model.preprocess(batch)["image"]  # (1, T, 3, S, S)
-        training = perceiver.training
-        perceiver.eval()  # logging is no training step: the codebook must not move
-        try:
-            with torch.no_grad():
-                self._record_perceiver(perceiver, video, hidden)
-        finally:
-            perceiver.train(training)
-
-    def _record_perceiver(self, perceiver, video, hidden) -> None:
-
         out = perceiver(video)
         shown = min(8, video.shape[1] - 1)
         predicted = perceiver.tokenizer.decode_codes(out["logits"][:, :shown].argmax(-1))[0] + 0.5

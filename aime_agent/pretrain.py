@@ -18,7 +18,7 @@ import torch
 from aime_agent.attention_schema import attention_overlay
 from aime_agent.checkpoint import CheckpointError, config_mismatch, load_checkpoint, save_checkpoint
 from aime_agent.config import AIMEConfig
-from aime_agent.world_model import WorldModel, make_adversary, make_aggregator, make_optimizer, train_step
+from aime_agent.world_model import WorldModel, evaluation, make_adversary, make_aggregator, make_optimizer, train_step
 from envs.dataset import EpisodeDataset
 
 KIND = "aime-pretrain"
@@ -101,7 +101,7 @@ class Pretrainer:
         """Loss terms on a held-out batch. Uses its own RNGs, so training's random stream (and with it a
         resumed run) does not depend on how often evaluation ran."""
         t = self.config.train
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), evaluation(self.model):
             _, metrics, _ = self.model.loss(
                 self.data.sample(t.batch_size, t.batch_length, self.eval_rng, self.eval_ids), self.adversary
             )
@@ -109,7 +109,7 @@ class Pretrainer:
 
     @torch.no_grad()
     def log_images(self, writer) -> None:
-        with torch.random.fork_rng():
+        with torch.random.fork_rng(), evaluation(self.model):
             self._log_images(writer)
 
     def _log_images(self, writer) -> None:

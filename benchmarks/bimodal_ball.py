@@ -88,23 +88,24 @@ def sample_futures(model, data, eval_ids, samples: int = 64, seed: int = 5, prio
     """(SPLIT + AHEAD − CONTEXT + 1, samples, 3, 64, 64) frames in [0, 1]: a world model observes the first
     CONTEXT rows of ``samples`` held-out episodes (drawn with ``seed``), then rolls its prior forward (sampling
     z, zero actions); the decoded frames of rows CONTEXT … SPLIT + AHEAD. ``priors``, if given, receives each
-    step's prior distribution."""
-    from aime_agent.world_model import LatentState
+    step's prior distribution. In eval mode (nothing in the model moves)."""
+    from aime_agent.world_model import LatentState, evaluation
 
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     starts = [data.episode(int(i)) for i in rng.choice(eval_ids, samples)]
     batch = {k: np.stack([ep[k][:CONTEXT] for ep in starts]) for k in starts[0]}
-    inputs = model.preprocess(batch)
-    state = model.observe(inputs)["last"]
-    action = torch.zeros(samples, inputs["action"].shape[-1])
     frames = []
-    for _ in range(SPLIT + AHEAD - (CONTEXT - 1)):
-        rnn, prior = model.img_step(state, action)
-        state = LatentState(rnn, prior.rsample())  # every prior has rsample (imagine uses it)
-        if priors is not None:
-            priors.append(prior)
-        frames.append((model.decode(model.feat(state)) + 0.5).clamp(0, 1))
+    with evaluation(model):
+        inputs = model.preprocess(batch)
+        state = model.observe(inputs)["last"]
+        action = torch.zeros(samples, inputs["action"].shape[-1])
+        for _ in range(SPLIT + AHEAD - (CONTEXT - 1)):
+            rnn, prior = model.img_step(state, action)
+            state = LatentState(rnn, prior.rsample())  # every prior has rsample (imagine uses it)
+            if priors is not None:
+                priors.append(prior)
+            frames.append((model.decode(model.feat(state)) + 0.5).clamp(0, 1))
     return torch.stack(frames)
 
 

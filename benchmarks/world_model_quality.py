@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from aime_agent.cli import parse_overrides
+from aime_agent.world_model import evaluation
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "docs" / "benchmarks"
@@ -65,7 +66,12 @@ def ensure_dataset(path: Path, episodes: int, **env_options) -> None:
 
 @torch.no_grad()
 def evaluate(model, data, eval_ids, windows: int = 64, seed: int = 123) -> dict:
-    """PSNR of reconstructions and open-loop MSE per horizon (model and copy-last baseline)."""
+    """PSNR of reconstructions and open-loop MSE per horizon (model and copy-last baseline), in eval mode."""
+    with evaluation(model):
+        return _evaluate(model, data, eval_ids, windows, seed)
+
+
+def _evaluate(model, data, eval_ids, windows: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     length = CONTEXT + max(HORIZONS)

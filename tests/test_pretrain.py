@@ -68,3 +68,30 @@ def test_checkpoint_helpers(tmp_path):
     (tmp_path / "n.pt").write_bytes((tmp_path / "n.npy").read_bytes())
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
         load_checkpoint(tmp_path / "n.pt", "thing")
+
+
+def test_a_measurement_leaves_the_model_as_it_was(dataset, tmp_path):
+    """Held-out evaluation and logging run in eval mode: in train mode the same forward passes move the
+    Perceiver's VQ codebook (EMA, even without gradients) and, with gradients, the pixel normaliser and the
+    DPGMM's q(α) — so the model being measured would learn from the held-out data."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    from aime_agent.config import PILLARS, preset
+    from aime_agent.pretrain import Pretrainer, PretrainSettings
+
+    config = preset("tiny", **PILLARS["perceiver"], **PILLARS["dpgmm"])
+    trainer = Pretrainer(dataset, config, tmp_path, PretrainSettings(steps=3, log_every=100, eval_every=100))
+    trainer.run(progress=False)  # the codebook is initialised, the normaliser has statistics
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+    def moved() -> list[str]:
+        return [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, before[k])]
+
+    trainer.evaluate()
+    with SummaryWriter(tmp_path / "tb") as writer:
+        trainer.log_images(writer)
+    assert moved() == [] and trainer.model.training  # unchanged, and back in train mode
+    batch = trainer.data.sample(2, 8, np.random.default_rng(0), trainer.eval_ids)
+    trainer.model.loss(batch)  # the same pass in train mode, as evaluation used to run
+    changed = moved()
+    assert {"perceiver.tokenizer.vq._codebook.embed", "input_norm.mean", "prior.w"} <= set(changed), changed

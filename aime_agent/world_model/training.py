@@ -1,13 +1,32 @@
-"""One world-model optimisation step, shared by offline pretraining and the agent."""
+"""One world-model optimisation step, shared by offline pretraining and the agent; and its opposite, a
+measurement that must not train."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import geoopt
 import torch
+from torch import nn
 
 from aime_agent.config import AIMEConfig
 from aime_agent.multi_task_learning import Adversary, LossAggregator
 from aime_agent.world_model.world_model import WorldModel
+
+
+@contextlib.contextmanager
+def evaluation(module: nn.Module) -> Iterator[nn.Module]:
+    """``module`` in eval mode for the block, then back in the mode it was in. A measurement must not train:
+    in train mode a forward pass moves state without any optimizer step — the Perceiver's VQ codebook (EMA
+    updates, even under ``torch.no_grad``), and with gradients on the pixel normaliser's statistics and the
+    DPGMM's q(α) — so held-out data would leak into the model being measured."""
+    training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(training)
 
 
 def make_optimizer(model: WorldModel, config: AIMEConfig) -> torch.optim.Optimizer:

@@ -36,7 +36,6 @@ def futures(config: str, seed: int, runs: Path, data: Path, priors: list) -> tor
     if not (logdir / "checkpoint.pt").exists():
         raise SystemExit(f"{logdir}/checkpoint.pt is missing: run ablations.py on bimodal for {config}, seed {seed}")
     trainer = Pretrainer(data, preset("small", **ABLATIONS[config]), logdir, PretrainSettings(seed=seed))
-    trainer.model.eval()
     return ball.sample_futures(trainer.model, trainer.data, trainer.eval_ids, priors=priors)
 
 
