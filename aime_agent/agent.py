@@ -28,6 +28,7 @@ from stable_baselines3.common.vec_env import VecEnv
 
 from aime_agent.attention_schema import attention_overlay
 from aime_agent.checkpoint import CheckpointError, config_mismatch, load_checkpoint
+from aime_agent.config import AIMEConfig
 from aime_agent.config import preset as make_preset
 from aime_agent.policy import AIMEPolicy
 from aime_agent.pretrain import KIND as PRETRAIN_KIND
@@ -138,7 +139,8 @@ class AIME(OffPolicyAlgorithm):
 
     def _load_pretrained(self, path: str) -> None:
         ckpt = load_checkpoint(path, PRETRAIN_KIND, self.device)
-        diffs = config_mismatch(ckpt["config"]["model"], self.config_dict["model"])
+        saved = AIMEConfig.from_dict(ckpt["config"]).to_dict()  # a field added since gets its legacy value
+        diffs = config_mismatch(saved["model"], self.config_dict["model"])
         if diffs:
             raise CheckpointError(f"{path}: the pretrained world model has another architecture ({'; '.join(diffs)})")
         try:

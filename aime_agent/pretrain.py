@@ -71,7 +71,8 @@ class Pretrainer:
 
     def _resume(self) -> None:
         ckpt = load_checkpoint(self.ckpt_path, KIND, self.settings.device)
-        diffs = config_mismatch(ckpt["config"], self.config.to_dict())
+        saved = AIMEConfig.from_dict(ckpt["config"]).to_dict()  # a field added since gets its legacy value
+        diffs = config_mismatch(saved, self.config.to_dict())
         if diffs:
             raise CheckpointError(f"{self.ckpt_path} was trained with another config ({'; '.join(diffs)}); "
                                   "use another --logdir or the same settings")  # fmt: skip

@@ -95,3 +95,17 @@ def test_a_measurement_leaves_the_model_as_it_was(dataset, tmp_path):
     trainer.model.loss(batch)  # the same pass in train mode, as evaluation used to run
     changed = moved()
     assert {"perceiver.tokenizer.vq._codebook.embed", "input_norm.mean", "prior.w"} <= set(changed), changed
+
+
+def test_a_checkpoint_older_than_a_config_field_resumes_with_its_legacy_value(dataset, tmp_path, capsys):
+    """A field added after a checkpoint was saved takes its LEGACY value (config.py), so the run resumes when
+    that is today's setting, and names the difference when it is not."""
+    legacy = ["--set", "loss.attention_entropy_target=0.0"]  # the value it had before the field existed
+    assert run(dataset, tmp_path, 2, *legacy) == 0
+    ckpt = load_checkpoint(tmp_path / "checkpoint.pt", "aime-pretrain")
+    del ckpt["config"]["loss"]["attention_entropy_target"]
+    save_checkpoint(tmp_path / "checkpoint.pt", "aime-pretrain", ckpt)
+    assert run(dataset, tmp_path, 3) == 2
+    assert "loss.attention_entropy_target: 0.0 → 0.5" in capsys.readouterr().err
+    assert run(dataset, tmp_path, 3, *legacy) == 0
+    assert "resuming" in capsys.readouterr().out
