@@ -305,21 +305,24 @@ class AIME(OffPolicyAlgorithm):
             if wm.perceiver is not None:
                 self._log_perceiver({k: v[:1] for k, v in batch.items()})
 
+    @torch.no_grad()
     def _log_perceiver(self, batch: dict) -> None:
         """TensorBoard: the Perceiver's next-frame token predictions (decoded) under the tokenised truth, and a
-        rollout it generates from the window's first half (an image strip and a video). Called by
-        ``_log_images``, in eval mode and without gradients."""
-        perceiver, hidden = self.policy.world_model.perceiver, ("stdout", "log", "json", "csv")
-        video = self.policy.world_model.preprocess(batch)["image"]  # (1, T, 3, S, S)
-        out = perceiver(video)
-        shown = min(8, video.shape[1] - 1)
-        predicted = perceiver.tokenizer.decode_codes(out["logits"][:, :shown].argmax(-1))[0] + 0.5
-        truth = perceiver.tokenizer.decode_codes(out["codes"][:, 1 : shown + 1])[0] + 0.5
-        self.logger.record("images/perceiver_next_tokens", Image(image_strip(truth, predicted.clamp(0, 1)), "CHW"),
-                           exclude=hidden)  # fmt: skip
-        half = video.shape[1] // 2
-        generated = perceiver.generate_autoregressive(video[:, :half], video.shape[1] - half)["frames"][0] + 0.5
-        future = video[0, half:] + 0.5
-        self.logger.record("images/perceiver_generation", Image(image_strip(future, generated), "CHW"), exclude=hidden)
-        side_by_side = torch.cat([future, generated], -1).clamp(0, 1)  # (T/2, 3, S, 2S)
-        record_video(self.logger, "videos/perceiver_generation", side_by_side, self.num_timesteps)
+        rollout it generates from the window's first half (an image strip and a video). In eval mode and without
+        gradients, whoever calls it: logging is no training step, and the VQ codebook's EMA must not move."""
+        with evaluation(self.policy.world_model):
+            perceiver, hidden = self.policy.world_model.perceiver, ("stdout", "log", "json", "csv")
+            video = self.policy.world_model.preprocess(batch)["image"]  # (1, T, 3, S, S)
+            out = perceiver(video)
+            shown = min(8, video.shape[1] - 1)
+            predicted = perceiver.tokenizer.decode_codes(out["logits"][:, :shown].argmax(-1))[0] + 0.5
+            truth = perceiver.tokenizer.decode_codes(out["codes"][:, 1 : shown + 1])[0] + 0.5
+            self.logger.record("images/perceiver_next_tokens", Image(image_strip(truth, predicted.clamp(0, 1)), "CHW"),
+                               exclude=hidden)  # fmt: skip
+            half = video.shape[1] // 2
+            generated = perceiver.generate_autoregressive(video[:, :half], video.shape[1] - half)["frames"][0] + 0.5
+            future = video[0, half:] + 0.5
+            strip = image_strip(future, generated)
+            self.logger.record("images/perceiver_generation", Image(strip, "CHW"), exclude=hidden)
+            side_by_side = torch.cat([future, generated], -1).clamp(0, 1)  # (T/2, 3, S, 2S)
+            record_video(self.logger, "videos/perceiver_generation", side_by_side, self.num_timesteps)

@@ -42,7 +42,7 @@ def remeasure(data: Path, seed: int, updates: int, logdir: Path, extra=None) -> 
     return result
 
 
-def ablations(configs: list[str]) -> None:
+def ablations(configs: list[str], seeds: list[int] | None) -> None:
     import ablations as ab
     from bimodal_ball import mode_shares
 
@@ -53,6 +53,8 @@ def ablations(configs: list[str]) -> None:
         if config not in configs:
             continue
         seed = int(seed.removeprefix("seed"))
+        if seeds is not None and seed not in seeds:
+            continue
         logdir = ROOT / "runs" / "ablations" / f"small-{dataset}-{config.lstrip('+')}-s{seed}"
         extra = mode_shares if dataset == "bimodal" else None
         new = remeasure(ROOT / "data" / ab.DATASETS[dataset], seed, run["updates"], logdir, extra)
@@ -84,8 +86,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", choices=["ablations", "perceiver"])
     parser.add_argument("--configs", nargs="+", default=["+Perceiver", "full"])
+    parser.add_argument("--seeds", type=int, nargs="+", help="ablations: only these seeds (default: all)")
     args = parser.parse_args(argv)
-    ablations(args.configs) if args.results == "ablations" else perceiver()
+    ablations(args.configs, args.seeds) if args.results == "ablations" else perceiver()
 
 
 if __name__ == "__main__":
