@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -179,3 +180,21 @@ def test_ablations_train_every_pillar_together_and_measure_the_modes(tmp_path, d
     assert set(results["cost"]["rows"]) == {"core", "+DPGMM"} and len(results["world_model"]) == 4  # merged
     text = (tmp_path / "ablations.md").read_text()
     assert "| bimodal | full | 1 | 3 |" in text and "Cost per world-model update" in text
+
+
+def test_paired_against_core_is_the_student_t_interval_of_per_seed_ratios():
+    """Hand-computed: changes −10 %, −20 %, −30 % → mean −20 %, sd 10 %, t(0.975, 2) = 4.3027 → ±24.84 %."""
+    import ablations
+
+    def run(mse):
+        return {"open_loop_mse": {str(h): mse for h in ablations.HORIZONS}}
+
+    runs = {f"plain/core/seed{s}": run(m) for s, m in enumerate([1.0, 2.0, 4.0])}
+    runs |= {f"plain/+Stiefel/seed{s}": run(m) for s, m in enumerate([0.9, 1.6, 2.8])}
+    runs["plain/+DPGMM/seed0"] = run(0.5)  # one paired seed: no interval
+    c = ablations.paired_against_core(runs, "plain", "+Stiefel", 45)
+    half = 4.302653 * 0.1 / np.sqrt(3)
+    assert c == pytest.approx({"mean": -0.2, "low": -0.2 - half, "high": -0.2 + half, "lower": 3, "seeds": 3})
+    assert ablations.paired_against_core(runs, "plain", "+DPGMM", 45) is None
+    rows = [line for line in ablations.paired_table(runs) if line.startswith("| plain")]
+    assert rows == ["| plain | +Stiefel | 3 | " + " | ".join(["-20 % [-45, +5] (3/3)"] * 4) + " |"]
