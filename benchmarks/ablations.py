@@ -78,6 +78,11 @@ def paired_against_core(runs: dict, dataset: str, config: str, h: int) -> dict |
             "lower": int((d < 0).sum()), "seeds": len(d)}  # fmt: skip
 
 
+def _pct(x: float) -> str:
+    """A signed whole percentage, without a "-0": −0.001 → "+0"."""
+    return f"{round(100 * x) + 0:+d}"
+
+
 def paired_table(runs: dict) -> list[str]:
     """Markdown rows of :func:`paired_against_core` for every dataset and config with the core beside it."""
     pairs = sorted({tuple(k.split("/")[:2]) for k in runs}, key=lambda p: (p[0], list(ABLATIONS).index(p[1])))
@@ -87,7 +92,7 @@ def paired_table(runs: dict) -> list[str]:
         if any(c is None for c in cells):
             continue
         rows.append(f"| {dataset} | {config} | {cells[0]['seeds']} | " + " | ".join(
-            f"{100 * c['mean']:+.0f} % [{100 * c['low']:+.0f}, {100 * c['high']:+.0f}] ({c['lower']}/{c['seeds']})"
+            f"{_pct(c['mean'])} % [{_pct(c['low'])}, {_pct(c['high'])}] ({c['lower']}/{c['seeds']})"
             for c in cells) + " |")  # fmt: skip
     if not rows:
         return []
