@@ -204,6 +204,30 @@ def test_the_suite_skips_finished_runs_and_runs_the_rest_each_in_its_own_process
     assert "s0: finished\naime-cartpole-balance-s1: finished" in capsys.readouterr().out
 
 
+def test_the_local_launcher_fills_a_freed_slot_while_a_longer_run_goes_on(tmp_path, monkeypatch):
+    """2 jobs over a long run A, a short B and C: C starts when B ends, before A does (not when A ends)."""
+    events, lasts = [], {"s0": 6, "s1": 1, "s2": 1}  # polls before each run's process exits
+
+    class Proc:
+        def __init__(self, cmd, **_):
+            self.name = RunSpec.from_json(cmd[-1]).name[-2:]
+            self.left, self.returncode, self.pid = lasts[self.name], None, 0
+            assert cmd[1:3] == ["-m", "aime_agent.benchmark"]
+            events.append(f"start {self.name}")
+
+        def poll(self):
+            self.left -= 1
+            if self.left <= 0 and self.returncode is None:
+                self.returncode = 0
+                events.append(f"end {self.name}")
+            return self.returncode
+
+    monkeypatch.setattr(suite.subprocess, "Popen", Proc)  # the scheduling alone; the end-to-end test runs real ones
+    specs = [spec(tmp_path, "aime", seed=i) for i in range(3)]
+    assert [code for _, code in suite.run_local(specs, jobs=2, poll_s=0)] == [0, 0, 0]
+    assert events == ["start s0", "start s1", "end s1", "start s2", "end s2", "end s0"]
+
+
 def test_submitits_local_executor_runs_a_job_end_to_end(tmp_path):
     """The SLURM path's jobs (submitit), on submitit's local executor; the job resumes what a run started."""
     s = spec(tmp_path, "sac")

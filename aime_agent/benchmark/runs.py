@@ -371,7 +371,7 @@ def resume_clock(rundir: Path, env_steps: int, rows: list[dict]) -> tuple[float,
 
 
 def main(argv=None) -> None:
-    """``python -m aime_agent.benchmark.runs '<RunSpec JSON>'``: one run, in this process (the suite's launchers)."""
+    """``python -m aime_agent.benchmark '<RunSpec JSON>'``: one run, in this process (the suite's launchers)."""
     import argparse
 
     parser = argparse.ArgumentParser(description="one benchmark run, given as RunSpec JSON")

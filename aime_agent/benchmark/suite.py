@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,8 +89,9 @@ def split_overrides(pairs: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def run_local(specs: list[RunSpec], jobs: int = 1) -> list[tuple[RunSpec, int]]:
-    """Each spec in its own subprocess, ``jobs`` at a time; (spec, exit code) per spec, in order."""
+def run_local(specs: list[RunSpec], jobs: int = 1, poll_s: float = 5.0) -> list[tuple[RunSpec, int]]:
+    """Each spec in its own subprocess, ``jobs`` at a time, the next one started as soon as any finishes;
+    (spec, exit code) per spec, in the order given."""
     threads = max(1, (os.cpu_count() or 1) // jobs)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     pending, running, codes = list(specs), [], {}
@@ -98,16 +100,19 @@ def run_local(specs: list[RunSpec], jobs: int = 1) -> list[tuple[RunSpec, int]]:
             spec = pending.pop(0)
             spec.rundir.mkdir(parents=True, exist_ok=True)
             log = (spec.rundir / "stdout.log").open("a")
-            proc = subprocess.Popen([sys.executable, "-m", "aime_agent.benchmark.runs", spec.to_json()],
+            proc = subprocess.Popen([sys.executable, "-m", "aime_agent.benchmark", spec.to_json()],
                                     stdout=log, stderr=subprocess.STDOUT, env=env)  # fmt: skip
             running.append((spec, proc, log))
             print(f"started {spec.name} (pid {proc.pid}; log {spec.rundir / 'stdout.log'})", flush=True)
-        spec, proc, log = running.pop(0)
-        codes[spec.name] = proc.wait()
-        log.close()
-        print(
-            f"{spec.name}: {'finished' if codes[spec.name] == 0 else f'failed (exit {codes[spec.name]})'}", flush=True
-        )
+        done = [job for job in running if job[1].poll() is not None]
+        if not done:
+            time.sleep(poll_s)
+        for spec, proc, log in done:
+            running.remove((spec, proc, log))
+            codes[spec.name] = proc.returncode
+            log.close()
+            status = "finished" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+            print(f"{spec.name}: {status}", flush=True)
     return [(spec, codes[spec.name]) for spec in specs]
 
 
