@@ -43,7 +43,8 @@ class Tier:
 
 TIERS = {
     1: Tier(("cartpole-swingup",), ("aime", "sac", "ppo"), 3, 100_000,
-            "AIME `small`: ~2.4 h per run alone on 2 CPU cores (11.75 env steps/s, docs/benchmarks/learning_speed.md)"),
+            "AIME `small`: ~2.4 h per run alone on 2 CPU cores, ~5 h two at a time; SAC ~13.6 h, PPO ~13 min "
+            "(docs/benchmark_suite.md#tiers)"),
     2: Tier(("reacher-easy",), ("aime",), 3, 100_000, "as tier 1 per run (the same model and frame size)"),
     3: Tier(("humanoid-walk",), ("aime",), 3, 1_000_000,
             "GPU hours: 10× tier 1's env steps, and humanoid needs more than 100k (DrQ-v2 reports it at 30M frames)"),
