@@ -156,13 +156,16 @@ def test_a_lost_checkpoint_never_replaces_the_committed_curve(tmp_path):
     old = [{"env_steps": 12, "eval_return_mean": 148.5, "eval_return_std": 1.4, "wall_s": 2.1, "updates": 2,
             "env_steps_per_s": 4.6}]  # fmt: skip  # short of the budget: a run to resume, not a finished one
     runs.write_rows(s.csv_path, old)
+    s.csv_path.with_suffix(".json").write_text('{"run": "the lost one"}')
     with pytest.raises(SystemExit, match="checkpoint.zip is missing.*--restart"):
         runs.run(s)
     assert [float(r["eval_return_mean"]) for r in rows(s.csv_path)] == [148.5]  # untouched
     runs.run(spec(tmp_path, "aime", restart=True))
     kept = tmp_path / "csv" / "superseded" / "aime-cartpole-balance-s0-lost-at-0k.csv"
     assert [float(r["eval_return_mean"]) for r in rows(kept)] == [148.5]
+    assert json.loads(kept.with_suffix(".json").read_text()) == {"run": "the lost one"}  # its config went with it
     assert [int(r["env_steps"]) for r in rows(s.csv_path)] == [24]
+    assert json.loads(s.csv_path.with_suffix(".json").read_text())["segments"][0]["from_env_steps"] == 0
 
 
 def test_the_plan_is_every_task_agent_and_seed_with_each_agents_own_overrides():

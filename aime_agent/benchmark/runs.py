@@ -7,7 +7,7 @@ appended to ``<csv_dir>/<agent>-<task>-s<seed>.csv`` (:data:`FIELDS`). The run i
 steps, so calling :func:`run` again resumes it, in another process, session or machine; a finished run returns
 at once. Beside the CSV, ``<name>.json`` holds the whole config and one segment per resumed session (CPU/GPU,
 torch threads, commit). Only the CSVs and their JSON belong in git; a CSV whose checkpoint is gone is never
-overwritten (``restart=True`` moves it to ``superseded/``).
+overwritten (``restart=True`` moves it and its JSON to ``superseded/``).
 
 Agents (:data:`AGENTS`), on the same env, action repeat, rendering and evaluation:
 
@@ -281,6 +281,8 @@ def run(spec: RunSpec) -> list[dict]:
             kept = superseded_path(csv_path, rows)
             kept.parent.mkdir(parents=True, exist_ok=True)
             os.replace(csv_path, kept)
+            if (meta := csv_path.with_suffix(".json")).exists():  # its config and machines go with it
+                os.replace(meta, kept.with_suffix(".json"))
             print(f"{name}: no checkpoint; restarting, the old curve moved to {kept}", flush=True)
         model, rows = build(spec, env), []
     wall, interval = resume_clock(rundir, model.num_timesteps * repeat, rows)
