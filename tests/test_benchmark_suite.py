@@ -257,6 +257,7 @@ def test_the_report_gives_iqm_and_mean_with_bootstrap_cis_beside_published_score
         write_run(csv_dir, f"aime-cartpole-swingup-s{seed}", {20_000: score / 2, 100_000: score})
     for seed, score in enumerate([500.0, 700.0]):
         write_run(csv_dir, f"sac-cartpole-swingup-s{seed}", {100_000: score})
+    write_run(csv_dir, "sac-cartpole-balance-s0", {100_000: 900.0})  # a task AIME has not: not in the aggregate
     write_run(csv_dir / "gpu", "sac-cartpole-balance-s0", {20_000: 333.0})
     write_run(csv_dir / "superseded", "aime-cartpole-swingup-s0-lost-at-10k", {10_000: 1.0})
     matrices = {"aime": report.score_matrix({"cartpole-swingup": [0.1, 0.2, 0.3, 0.4], "reacher-easy": [0.5] * 5})}
@@ -267,8 +268,10 @@ def test_the_report_gives_iqm_and_mean_with_bootstrap_cis_beside_published_score
     assert report.interval_estimates({"aime": np.array([[0.1], [0.2], [0.3], [0.4]])}) == {"aime": est}  # seeded
     text = report.write_report(csv_dir, out).read_text()
     iqm, low, high = (f"{x:.3f}" for x in est["iqm"])
-    assert f"| aime | 100k | 1 | 4 | {iqm} [{low}, {high}] |" in text
-    assert "| sac | 100k | 1 | 2 | 0.600 [0.500, 0.700] | 0.600 [0.500, 0.700] |" in text  # 2 seeds: CI = range
+    assert f"| aime | 100k | cartpole-swingup | 4 | {iqm} [{low}, {high}] |" in text
+    assert "| sac | 100k | cartpole-swingup | 2 | 0.600 [0.500, 0.700] | 0.600 [0.500, 0.700] |" in text  # CI = range
+    assert "| aime | 20k | cartpole-swingup | 4 |" in text.split("## Per task")[0]  # only AIME there: its own
+    assert "| cartpole-balance | sac | 100k | 1 | 900 [" in text  # but the per-task table has it
     assert "| cartpole-swingup | aime | 100k | 4 | 250 [" in text and "| 100, 200, 300, 400 |" in text
     assert "| cartpole-swingup | DreamerV3 (published) | 100k | – | 483 | – |" in text
     assert "## gpu" in text and "| sac-cartpole-balance-s0 | 333 ± 1 | 20000 |" in text
@@ -308,3 +311,25 @@ def test_device_replay_samples_what_sb3s_buffer_samples(optimize):
                 continue
             assert isinstance(x, torch.Tensor) and x.dtype == y.dtype
             torch.testing.assert_close(x, y, rtol=0, atol=0)
+
+
+def test_the_commit_is_dirty_for_changed_code_but_not_for_results_written_beside_it(tmp_path):
+    import subprocess
+
+    from aime_agent.benchmark.machine import git_commit
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)  # fmt: skip
+
+    (tmp_path / "docs" / "benchmarks").mkdir(parents=True)
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "code.py").write_text("x = 1\n")
+    (tmp_path / "docs" / "benchmarks" / "run.csv").write_text("env_steps\n")
+    git("init", "-q"), git("add", "."), git("commit", "-qm", "c")
+    head = git_commit(tmp_path / "pkg")
+    assert len(head) == 40 and not head.endswith("+dirty")
+    (tmp_path / "docs" / "benchmarks" / "run.csv").write_text("env_steps\n10000\n")  # another run's CSV grew
+    assert git_commit(tmp_path / "pkg") == head
+    (tmp_path / "pkg" / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path / "pkg") == head + "+dirty"

@@ -30,12 +30,14 @@ def cpu_model() -> str:
     return f"{name} ({', '.join(extensions) or 'no AVX2'}; {os.cpu_count()} cores)"
 
 
-def git_commit() -> str:
-    """HEAD of this checkout, with ``+dirty`` when tracked files differ from it ("unknown" outside git)."""
+def git_commit(cwd: Path = HERE) -> str:
+    """HEAD of the checkout holding ``cwd``, with ``+dirty`` when tracked files differ from it ("unknown" outside
+    git). Results under docs/benchmarks/ do not count: runs beside each other write them as they go."""
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
-                               capture_output=True, text=True, check=True)  # fmt: skip
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":/",
+                                ":(top,exclude)docs/benchmarks"], cwd=cwd, capture_output=True, text=True,
+                               check=True)  # fmt: skip
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")

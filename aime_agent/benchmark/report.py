@@ -47,10 +47,10 @@ PUBLISHED: dict[str, dict[str, dict[int, float]]] = {
     for task, row in _ROWS.items()
 }  # fmt: skip  # humanoid-walk: no published pixel score at these budgets in anchors.md
 FOLDER_NOTES = {
-    "v0_input_norm_off": "AIME of earlier code (before the core changes of 2026-12-02: batch-mean free bits, every "
-    "frame decoded, imagination from every state), `small` with `model.input_norm=False`. Reproduce: "
-    "`git checkout 1a92fb6 && python benchmarks/learning.py --algo aime --env cartpole-swingup --seed 0 "
-    "--override model.input_norm=False`",
+    "v0_input_norm_off": "AIME of earlier code (before the core changes of 2026-12-01: batch-mean free bits, every "
+    "frame decoded, imagination from every state), `small` with `model.input_norm=False`. Reproduce (swingup seed "
+    "0; `--env`, `--seed` for the others): `git checkout 056a4b8 && python benchmarks/learning.py --algo aime "
+    "--env cartpole-swingup --seed 0 --override model.input_norm=False`",
     "input_norm": "AIME of the same earlier code with `model.input_norm` on, stopped at 40k env steps",
     "gpu": "Runs on a lent GPU machine (NVIDIA H200, 16 CPU cores, shared with other runs), stopped at the "
     "machine's time limit; they cannot resume (their replay stayed there), and their wall times are not the CPU's",
@@ -70,6 +70,15 @@ def scores_at(runs: dict[str, list[dict]], milestone: int) -> dict[str, dict[str
             agent, task = parse_run(name)
             out.setdefault(agent, {}).setdefault(task, []).append(row["eval_return_mean"] / MAX_RETURN)
     return out
+
+
+def common_scores(runs: dict[str, list[dict]], milestone: int) -> dict[str, dict[str, list[float]]]:
+    """:func:`scores_at` restricted to the tasks every agent there has, so each agent's aggregate covers the
+    same tasks; {} when they share none."""
+    by_agent = scores_at(runs, milestone)
+    shared = set.intersection(*(set(by_task) for by_task in by_agent.values())) if by_agent else set()
+    return {agent: {t: v for t, v in by_task.items() if t in shared} for agent, by_task in by_agent.items()} \
+        if shared else {}  # fmt: skip
 
 
 def score_matrix(by_task: dict[str, list[float]]) -> np.ndarray:
@@ -93,17 +102,17 @@ def interval_estimates(matrices: dict[str, np.ndarray], seed: int = 0) -> dict[s
 
 
 def aggregate_lines(runs: dict[str, list[dict]]) -> list[str]:
+    """At each milestone, every agent's IQM and mean over the tasks all agents there share (:func:`common_scores`)."""
     lines = ["| agent | env steps | tasks | seeds per task | IQM [95 % CI] | mean [95 % CI] |",
-             "|---|---:|---:|---:|---|---|"]  # fmt: skip
+             "|---|---:|---|---:|---|---|"]  # fmt: skip
     for m in MILESTONES:
-        by_agent = scores_at(runs, m)
-        if not by_agent:
+        if not (by_agent := common_scores(runs, m)):
             continue
         matrices = {agent: score_matrix(by_task) for agent, by_task in sorted(by_agent.items())}
         for agent, est in interval_estimates(matrices).items():
             cells = [f"{p:.3f} [{lo:.3f}, {hi:.3f}]" for p, lo, hi in (est["iqm"], est["mean"])]
-            lines.append(f"| {agent} | {m // 1000}k | {matrices[agent].shape[1]} | {matrices[agent].shape[0]} | "
-                         + " | ".join(cells) + " |")  # fmt: skip
+            lines.append(f"| {agent} | {m // 1000}k | {', '.join(sorted(by_agent[agent]))} | "
+                         f"{matrices[agent].shape[0]} | " + " | ".join(cells) + " |")  # fmt: skip
     return lines if len(lines) > 2 else []
 
 
@@ -203,7 +212,7 @@ def plot_profiles(runs: dict[str, list[dict]], path: Path) -> int | None:
     """rliable performance profiles (share of runs above a normalised score τ) at the largest milestone every
     agent reached; that milestone, or None when no milestone has runs of every agent."""
     agents = {parse_run(name)[0] for name in runs}
-    reached = [m for m in MILESTONES if set(scores_at(runs, m)) == agents]
+    reached = [m for m in MILESTONES if set(common_scores(runs, m)) == agents]
     if not reached:
         return None
     import matplotlib
@@ -213,7 +222,7 @@ def plot_profiles(runs: dict[str, list[dict]], path: Path) -> int | None:
     from rliable import library as rly
     from rliable import plot_utils
 
-    matrices = {agent: score_matrix(by_task) for agent, by_task in sorted(scores_at(runs, reached[-1]).items())}
+    matrices = {agent: score_matrix(by_task) for agent, by_task in sorted(common_scores(runs, reached[-1]).items())}
     taus = np.linspace(0.0, 1.0, 101)
     np.random.seed(0)  # noqa: NPY002  # its profile bootstrap takes no generator: numpy's global one
     profiles, cis = rly.create_performance_profile(matrices, taus, reps=BOOTSTRAP_REPS)
@@ -242,19 +251,28 @@ def write_report(csv_dir: Path, out: Path) -> Path:
              "`CnnPolicy`, 3 stacked frames. Raw per-seed CSVs: [learning/](learning/). Scores are return / 1000; "
              "CIs are 95 % stratified bootstraps over seeds (rliable, 2000 resamples); with one seed a CI has no "
              "width and says nothing. Wall times are as the runs ran (often two at a time on 2 cores), so they bound "
-             "a run alone from above ([learning_speed.md](learning_speed.md) times the loop alone). Reproduce: "
-             "`aime benchmark --tier 1` (resumes after any interruption), then `aime benchmark --report`.", "",
-             "Published rows without a seed count are the means of ../shared/reference/anchors.md (DreamerV3's: "
+             "a run alone from above ([learning_speed_quarters.md](learning_speed_quarters.md) times the loop alone, 2 "
+             "threads; [learning_speed_full.md](learning_speed_full.md) times the core beside all five pillars, 1 "
+             "thread each, beside two runs). Reproduce: `aime benchmark --tier 1` (cartpole-swingup; resumes after "
+             "any interruption), `aime benchmark --tasks cartpole-balance --agents aime,sac --seeds 0,` for the "
+             "balance rows, then `aime benchmark --report`. The two `sac-*` CSVs ran before the suite (with "
+             "`benchmarks/learning.py` of commit 5ddb057, the same env, budget and evaluation) and have no JSON; "
+             "neither have the folders of earlier code below.", "",
+             "Published rows without a seed count are the means of anchors.md (the project's reference notes "
+             "`shared/reference/anchors.md`, beside the repository, not in it; DreamerV3's: "
              "its training episodes in the 50k env steps before the milestone); rows with one are per-seed values "
              "at our milestones read by `benchmarks/published.py` (DreamerV3: the 10k env steps before it; the "
              "others: their last evaluation at or before it), so the two may differ.", ""]  # fmt: skip
     if not runs:
         lines += ["No run has an evaluation yet.", ""]
     else:
-        lines += ["## Aggregates", "", *aggregate_lines(runs), "", "## Per task, beside published scores", "",
+        lines += ["## Aggregates", "", "Each milestone aggregates over the tasks that every agent with runs there "
+                  "has, so the agents' rows cover the same tasks; a task with more seeds than the fewest keeps its "
+                  "first ones. The per-task table below has every run.", "", *aggregate_lines(runs), "",
+                  "## Per task, beside published scores", "",
                   *task_lines(runs, published), "", "## Per run", "",
-                  "A run below its budget is unfinished: it resumes from its checkpoint when its command is run "
-                  "again, and its CSV is committed as it grows.", "", *run_lines(runs), ""]  # fmt: skip
+                  "A run below its budget is unfinished: it resumes from its checkpoint when its command (above) is "
+                  "run again, and its CSV is committed as it grows.", "", *run_lines(runs), ""]  # fmt: skip
     for folder in sorted(p for p in Path(csv_dir).iterdir() if p.is_dir() and p.name != "superseded"):
         if variant := read_folder(folder):
             note = FOLDER_NOTES.get(folder.name, f"Runs of another configuration ({folder.name})")

@@ -43,9 +43,10 @@ class Tier:
 
 TIERS = {
     1: Tier(("cartpole-swingup",), ("aime", "sac", "ppo"), 3, 100_000,
-            "AIME `small`: ~2.4 h per run alone on 2 CPU cores, ~5 h two at a time; SAC ~13.6 h, PPO ~13 min "
+            "AIME `small`: ~2.4 h per run alone on 2 CPU cores (measured at 2599a6f), ~5 h two at a time; SAC "
+            "~13.6 h, PPO ~13–22 min "
             "(docs/benchmark_suite.md#tiers)"),
-    2: Tier(("reacher-easy",), ("aime",), 3, 100_000, "as tier 1 per run (the same model and frame size)"),
+    2: Tier(("reacher-easy",), ("aime",), 3, 100_000, "estimated as tier 1 per run (the same model and frame size)"),
     3: Tier(("humanoid-walk",), ("aime",), 3, 1_000_000,
             "GPU hours: 10× tier 1's env steps, and humanoid needs more than 100k (DrQ-v2 reports it at 30M frames)"),
 }  # fmt: skip
@@ -190,7 +191,8 @@ def add_arguments(p) -> None:
     p.add_argument("--cpus", type=int, default=2, help="slurm / submitit-local: CPUs per job")
     p.add_argument("--no-wait", action="store_true", help="slurm: submit and return")
     p.add_argument("--dry-run", action="store_true", help="list the runs and what is left of each; run nothing")
-    p.add_argument("--report", action="store_true", help="write docs/benchmarks/suite.md and its plots from the CSVs")
+    p.add_argument("--report", action="store_true",
+                   help="write docs/benchmarks/learning.md and its plots from the CSVs")  # fmt: skip
     p.add_argument("--report-dir", default="docs/benchmarks", help="where --report writes")
 
 
